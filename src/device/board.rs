@@ -468,7 +468,10 @@ pub fn check_board(board: &BoardProfile) -> Vec<Problem> {
                     err(
                         Warning,
                         &place,
-                        format!("idle_ms {} is long: a half code lingers that long", c.idle_ms),
+                        format!(
+                            "idle_ms {} is long: a half code lingers that long",
+                            c.idle_ms
+                        ),
                         "Scanners send a code within a few ms; 50-200 ms is plenty.",
                     );
                 }
@@ -602,11 +605,7 @@ fn check_serial_path(path: &str, place: &str, err: &mut impl FnMut(Severity, &st
     }
 }
 
-fn check_evdev(
-    m: &EvdevMatch,
-    place: &str,
-    err: &mut impl FnMut(Severity, &str, String, &str),
-) {
+fn check_evdev(m: &EvdevMatch, place: &str, err: &mut impl FnMut(Severity, &str, String, &str)) {
     if m.match_name.as_deref().is_none_or(|s| s.trim().is_empty()) && m.usb_id.is_none() {
         err(
             Severity::Error,
@@ -667,10 +666,18 @@ pub fn check_board_devices(board: &BoardProfile) -> Vec<Problem> {
         }
     }
     if let Some(f) = &board.face {
-        missing("face", &f.path, "Check the face module's cable and udev rule.");
+        missing(
+            "face",
+            &f.path,
+            "Check the face module's cable and udev rule.",
+        );
     }
     if let Some(g) = &board.gpio {
-        missing("gpio", &g.chip, "See `ls /dev/gpiochip*`; the kernel needs GPIO_CDEV.");
+        missing(
+            "gpio",
+            &g.chip,
+            "See `ls /dev/gpiochip*`; the kernel needs GPIO_CDEV.",
+        );
     }
     if board.display.kind == DisplayKind::Fbdev
         && let Some(p) = &board.display.device
@@ -726,10 +733,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_rejected_with_the_key_named() {
-        let e = parse_board(
-            "name='x'\n[display]\nkind='png'\nwidth=1\nheight=1\nrotaton=90\n",
-        )
-        .unwrap_err();
+        let e = parse_board("name='x'\n[display]\nkind='png'\nwidth=1\nheight=1\nrotaton=90\n")
+            .unwrap_err();
         assert!(e.contains("rotaton"), "{e}");
         let e = parse_board(
             "name='x'\n[display]\nkind='png'\nwidth=1\nheight=1\n[[scanner]]\nkind='serial'\nname='a'\npath='/dev/ttyS1'\nbaud_rate=9600\n",

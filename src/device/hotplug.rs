@@ -16,7 +16,9 @@ use tokio::sync::mpsc;
 use tokio_stream_shim::next_name;
 
 use super::board::{BoardProfile, EvdevMatch, ScannerConfig};
-use super::input::{Grab, InputEnd, InputRole, WedgeConfig, WedgeDecoder, grab, open_input, read_input};
+use super::input::{
+    Grab, InputEnd, InputRole, WedgeConfig, WedgeDecoder, grab, open_input, read_input,
+};
 use super::{DeviceError, DeviceEvent, DeviceKind, SourceId};
 
 /// What a matched device is used for.
@@ -133,9 +135,7 @@ pub async fn run_input_devices(
         consider(&cfg, &node, &active, &events).await;
     }
 
-    let mut stream = inotify
-        .into_event_stream(vec![0u8; 4096])
-        .map_err(io_err)?;
+    let mut stream = inotify.into_event_stream(vec![0u8; 4096]).map_err(io_err)?;
     loop {
         tokio::select! {
             name = next_name(&mut stream) => match name {
@@ -389,7 +389,13 @@ mod tests {
         assert!(matches!(&ev, DeviceEvent::DeviceAdded { source, .. } if &*source.0 == "s:event7"));
         let mut k = fake.plug("event9", "USB Numeric Keypad", (0x04d9, 0x1203));
         let ev = next(&mut rx).await;
-        assert!(matches!(&ev, DeviceEvent::DeviceAdded { kind: DeviceKind::Keypad, .. }));
+        assert!(matches!(
+            &ev,
+            DeviceEvent::DeviceAdded {
+                kind: DeviceKind::Keypad,
+                ..
+            }
+        ));
 
         // Interleave the two scanners' bytes at record boundaries and at odd offsets.
         let ca = typed("111122223333", KEY_ENTER);
@@ -407,7 +413,8 @@ mod tests {
                 b.write_all(y).unwrap();
             }
         }
-        k.write_all(&InputEvent::key(0, KEY_KP5, 1).to_bytes()).unwrap();
+        k.write_all(&InputEvent::key(0, KEY_KP5, 1).to_bytes())
+            .unwrap();
 
         let mut codes = Vec::new();
         let mut keys = Vec::new();
@@ -432,16 +439,25 @@ mod tests {
 
         // Unplug event7 half-way through a code: the half code is discarded, the device
         // removed; event3 keeps working.
-        b.write_all(&typed("5555", KEY_ENTER)[..EVENT_SIZE * 3]).unwrap();
+        b.write_all(&typed("5555", KEY_ENTER)[..EVENT_SIZE * 3])
+            .unwrap();
         drop(b);
         std::fs::remove_file(fake.root.path().join("dev/input/event7")).unwrap();
         let ev = next(&mut rx).await;
-        assert!(matches!(&ev, DeviceEvent::ScanDiscarded { source, .. } if &*source.0 == "s:event7"), "{ev:?}");
+        assert!(
+            matches!(&ev, DeviceEvent::ScanDiscarded { source, .. } if &*source.0 == "s:event7"),
+            "{ev:?}"
+        );
         let ev = next(&mut rx).await;
-        assert!(matches!(&ev, DeviceEvent::DeviceRemoved { source, .. } if &*source.0 == "s:event7"), "{ev:?}");
+        assert!(
+            matches!(&ev, DeviceEvent::DeviceRemoved { source, .. } if &*source.0 == "s:event7"),
+            "{ev:?}"
+        );
         a.write_all(&typed("424242424242", KEY_ENTER)).unwrap();
         let ev = next(&mut rx).await;
-        assert!(matches!(&ev, DeviceEvent::Scanned { code, .. } if code.expose() == "424242424242"));
+        assert!(
+            matches!(&ev, DeviceEvent::Scanned { code, .. } if code.expose() == "424242424242")
+        );
 
         // Replug under the same node name: picked up again.
         let mut b2 = fake.plug("event7", "Newland Scanner", (0x1eab, 0x1a03));
@@ -449,7 +465,9 @@ mod tests {
         assert!(matches!(&ev, DeviceEvent::DeviceAdded { source, .. } if &*source.0 == "s:event7"));
         b2.write_all(&typed("123412341234", KEY_ENTER)).unwrap();
         let ev = next(&mut rx).await;
-        assert!(matches!(&ev, DeviceEvent::Scanned { code, .. } if code.expose() == "123412341234"));
+        assert!(
+            matches!(&ev, DeviceEvent::Scanned { code, .. } if code.expose() == "123412341234")
+        );
 
         drop(rx);
         let _ = tokio::time::timeout(Duration::from_secs(2), watcher).await;

@@ -77,7 +77,10 @@ const OFF: Step = Step::new(false, false, false, false, 0);
 pub fn pattern(ind: Indication) -> Vec<Step> {
     let s = Step::new;
     let mut v = match ind {
-        Indication::Read => vec![s(true, true, false, false, 60), s(false, true, false, false, 140)],
+        Indication::Read => vec![
+            s(true, true, false, false, 60),
+            s(false, true, false, false, 140),
+        ],
         Indication::Paid => vec![
             s(true, true, false, false, 90),
             s(false, true, false, false, 70),
@@ -176,7 +179,9 @@ impl CdevSink {
             let what = format!("{} line {}", cfg.chip, l.line);
             let handle = chip
                 .get_line(l.line)
-                .and_then(|line| line.request(LineRequestFlags::OUTPUT, u8::from(l.active_low), label))
+                .and_then(|line| {
+                    line.request(LineRequestFlags::OUTPUT, u8::from(l.active_low), label)
+                })
                 .map_err(|e| gerr(&what, &e))?;
             let pin = linux_embedded_hal::CdevPin::new(handle).map_err(|e| gerr(&what, &e))?;
             pins.push((out, pin, l.active_low));
@@ -329,7 +334,11 @@ mod tests {
         assert_eq!(sink.state(), [false, true, false, false]);
         h.show(Indication::Declined);
         tokio::time::sleep(Duration::from_millis(10)).await;
-        assert_eq!(sink.state(), [true, false, true, false], "declined replaced paid at once");
+        assert_eq!(
+            sink.state(),
+            [true, false, true, false],
+            "declined replaced paid at once"
+        );
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert_eq!(sink.state(), [false; 4], "all off after the pattern");
         let beeper_ons = log

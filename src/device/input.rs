@@ -894,7 +894,9 @@ mod tests {
             InputEvent::key(502_000, KEY_ENTER, 1),
         ];
         let out = run(&mut d, &evs);
-        assert!(matches!(&out[0], WedgeOutput::Discarded { reason } if reason.contains("inter-key")));
+        assert!(
+            matches!(&out[0], WedgeOutput::Discarded { reason } if reason.contains("inter-key"))
+        );
         assert_eq!(code_of(&out[1]), "3");
     }
 
@@ -1066,9 +1068,14 @@ mod tests {
             &tx,
         )
         .await;
-        assert!(matches!(&end, InputEnd::Gone(w) if w.contains("device gone")), "{end:?}");
+        assert!(
+            matches!(&end, InputEnd::Gone(w) if w.contains("device gone")),
+            "{end:?}"
+        );
         let evs = collect(&mut rx).await;
-        assert!(matches!(&evs[0], DeviceEvent::Scanned { code, .. } if code.expose() == "1234567890"));
+        assert!(
+            matches!(&evs[0], DeviceEvent::Scanned { code, .. } if code.expose() == "1234567890")
+        );
         assert!(
             matches!(&evs[1], DeviceEvent::ScanDiscarded { reason, .. } if reason.contains("went away"))
         );
@@ -1084,7 +1091,13 @@ mod tests {
         ];
         let bytes: Vec<u8> = evs.iter().flat_map(|e| e.to_bytes()).collect();
         let (tx, mut rx) = mpsc::channel(16);
-        read_input(bytes.as_slice(), &SourceId::new("kp"), InputRole::Keypad, &tx).await;
+        read_input(
+            bytes.as_slice(),
+            &SourceId::new("kp"),
+            InputRole::Keypad,
+            &tx,
+        )
+        .await;
         let keys: Vec<_> = collect(&mut rx)
             .await
             .into_iter()

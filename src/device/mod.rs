@@ -229,9 +229,10 @@ pub fn start_input_devices(
                     Err(e) => tracing::error!(error = %e, "cannot start the simulated scanner"),
                 }
             } else {
-                started
-                    .tasks
-                    .push(tokio::spawn(serial::run_serial_scanner(cfg.clone(), events.clone())));
+                started.tasks.push(tokio::spawn(serial::run_serial_scanner(
+                    cfg.clone(),
+                    events.clone(),
+                )));
             }
         }
     }

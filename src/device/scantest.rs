@@ -39,7 +39,11 @@ where
         "scan-test on board \"{}\": {} scanner(s){}. Scan a code; stop with Ctrl-C.",
         board.name,
         board.scanners.len(),
-        if board.keypad.is_some() { " and a keypad" } else { "" }
+        if board.keypad.is_some() {
+            " and a keypad"
+        } else {
+            ""
+        }
     )
     .map_err(io)?;
     for s in &started.sim_scanners {
@@ -172,7 +176,10 @@ mod tests {
         assert_eq!(summary.discarded, 1);
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         assert!(text.contains("added    counter"), "{text}");
-        assert!(text.contains("code     counter  1345**********6789  (18 chars"), "{text}");
+        assert!(
+            text.contains("code     counter  1345**********6789  (18 chars"),
+            "{text}"
+        );
         assert!(text.contains("read 10 bytes"), "{text}");
         assert!(text.contains("suffix CRLF"), "{text}");
         assert!(text.contains("garbage"), "{text}");

@@ -78,7 +78,8 @@ impl SerialFramer {
             return None;
         }
         if self.suffix == Suffix::None {
-            self.steps.push(format!("idle {} ms ends the code", self.idle.as_millis()));
+            self.steps
+                .push(format!("idle {} ms ends the code", self.idle.as_millis()));
             self.finish()
         } else {
             let n = self.buf.len();
@@ -124,7 +125,8 @@ impl SerialFramer {
                 let at = self
                     .first_at
                     .map_or(0, |t| now.saturating_duration_since(t).as_millis());
-                self.steps.push(format!("read {} bytes at +{at} ms", data.len()));
+                self.steps
+                    .push(format!("read {} bytes at +{at} ms", data.len()));
                 counted = true;
             }
             if self.pending_cr {
@@ -144,9 +146,8 @@ impl SerialFramer {
                 (b'\r', Suffix::Crlf) => self.pending_cr = true,
                 (b'\r', Suffix::Cr | Suffix::None) | (b'\n', Suffix::Lf | Suffix::None) => {
                     if self.in_frame() {
-                        self.steps.push(
-                            if b == b'\r' { "suffix CR" } else { "suffix LF" }.to_string(),
-                        );
+                        self.steps
+                            .push(if b == b'\r' { "suffix CR" } else { "suffix LF" }.to_string());
                         out.extend(self.finish());
                     }
                 }
@@ -234,7 +235,12 @@ impl SerialFramer {
                     body = rest;
                     steps.push(format!("prefix ({} bytes) stripped", self.prefix.len()));
                 }
-                None => return Err(format!("{} bytes without the configured prefix", data.len())),
+                None => {
+                    return Err(format!(
+                        "{} bytes without the configured prefix",
+                        data.len()
+                    ));
+                }
             }
         }
         if self.strip_aim && body.len() >= 3 && body[0] == b']' {
@@ -263,7 +269,9 @@ impl SerialFramer {
             ));
         }
         // Checked printable ASCII above, so this is valid UTF-8.
-        Ok(Some(Secret::new(String::from_utf8_lossy(body).into_owned())))
+        Ok(Some(Secret::new(
+            String::from_utf8_lossy(body).into_owned(),
+        )))
     }
 }
 
@@ -504,4 +512,281 @@ pub fn start_sim_scanner(
         },
         task,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::pty::open_pty;
+
+    fn cfg(suffix: Suffix) -> SerialScannerConfig {
+        SerialScannerConfig {
+            name: "counter".into(),
+            path: String::new(),
+            baud: 9600,
+            data_bits: 8,
+            parity: Parity::None,
+            stop_bits: 1,
+            flow: FlowControl::None,
+            prefix: String::new(),
+            suffix,
+            idle_ms: 80,
+            max_len: 64,
+            strip_aim: false,
+            reopen_ms: 50,
+        }
+    }
+
+    fn codes(out: &[Framed]) -> Vec<String> {
+        out.iter()
+            .map(|f| match f {
+                Framed::Code { code, .. } => code.expose().to_owned(),
+                Framed::Discarded { reason } => format!("DISCARDED: {reason}"),
+            })
+            .collect()
+    }
+
+    fn feed_all(f: &mut SerialFramer, chunks: &[&[u8]]) -> Vec<String> {
+        let t = Instant::now();
+        let mut out = Vec::new();
+        for (i, c) in chunks.iter().enumerate() {
+            out.extend(f.feed(c, t + Duration::from_millis(i as u64)));
+        }
+        codes(&out)
+    }
+
+    #[test]
+    fn each_suffix_mode_frames_codes() {
+        let mut f = SerialFramer::new(&cfg(Suffix::Cr));
+        assert_eq!(
+            feed_all(&mut f, &[b"123456\r654321\r"]),
+            ["123456", "654321"]
+        );
+        // CRLF sent to a CR reader: the LF is a blank, not garbage.
+        assert_eq!(feed_all(&mut f, &[b"111\r\n222\r\n"]), ["111", "222"]);
+
+        let mut f = SerialFramer::new(&cfg(Suffix::Lf));
+        assert_eq!(
+            feed_all(&mut f, &[b"123456\n\n654321\r\n"]),
+            ["123456", "654321"]
+        );
+
+        let mut f = SerialFramer::new(&cfg(Suffix::Crlf));
+        assert_eq!(
+            feed_all(&mut f, &[b"123456\r\n654321\r\n"]),
+            ["123456", "654321"]
+        );
+        let out = feed_all(&mut f, &[b"12\r34\r\n"]);
+        assert!(out[0].contains("CR not followed by LF"), "{out:?}");
+        assert_eq!(out[1], "34");
+    }
+
+    #[test]
+    fn no_suffix_ends_on_idle() {
+        let mut f = SerialFramer::new(&cfg(Suffix::None));
+        let t = Instant::now();
+        assert!(f.feed(b"1234", t).is_empty());
+        assert!(f.feed(b"5678", t + Duration::from_millis(5)).is_empty());
+        assert_eq!(f.deadline(), Some(t + Duration::from_millis(85)));
+        assert!(f.on_idle(t + Duration::from_millis(50)).is_none());
+        let out = f
+            .on_idle(t + Duration::from_millis(85))
+            .into_iter()
+            .collect::<Vec<_>>();
+        assert_eq!(codes(&out), ["12345678"]);
+        // A new code after a silence that no timer noticed still ends the old one first.
+        f.feed(b"99", t + Duration::from_secs(1));
+        let out = f.feed(b"77", t + Duration::from_secs(2));
+        assert_eq!(codes(&out), ["99"]);
+    }
+
+    #[test]
+    fn split_read_joins_and_partial_is_discarded_on_idle() {
+        let mut f = SerialFramer::new(&cfg(Suffix::Crlf));
+        assert_eq!(
+            feed_all(&mut f, &[b"1345", b"678901234", b"56789\r", b"\n"]),
+            ["134567890123456789"]
+        );
+        let t = Instant::now();
+        assert!(f.feed(b"12345", t).is_empty());
+        let out: Vec<_> = f
+            .on_idle(t + Duration::from_millis(80))
+            .into_iter()
+            .collect();
+        assert!(codes(&out)[0].contains("partial input: 5 bytes"), "{out:?}");
+        assert_eq!(f.deadline(), None);
+    }
+
+    #[test]
+    fn garbage_and_overlong_are_discarded_without_showing_bytes() {
+        let mut f = SerialFramer::new(&cfg(Suffix::Cr));
+        let out = feed_all(&mut f, &[b"12\x0034\r", b"\xff\xfe\r", b"OK\r"]);
+        assert!(out[0].contains("garbage: byte 0x00 at offset 2"), "{out:?}");
+        assert!(out[1].contains("garbage"), "{out:?}");
+        assert_eq!(out[2], "OK");
+        assert!(!out[0].contains("1234"));
+        let long = vec![b'7'; 200];
+        let out = feed_all(&mut f, &[&long, b"\r", b"8\r"]);
+        assert!(out[0].contains("max_len"), "{out:?}");
+        assert_eq!(out[1], "8");
+    }
+
+    #[test]
+    fn prefix_and_aim_id_are_stripped_and_required() {
+        let mut c = cfg(Suffix::Crlf);
+        c.prefix = "\u{2}".into();
+        c.strip_aim = true;
+        let mut f = SerialFramer::new(&c);
+        let out = feed_all(&mut f, &[b"\x02]C1134567890123456789\r\n", b"NOPREFIX\r\n"]);
+        assert_eq!(out[0], "134567890123456789");
+        assert!(out[1].contains("without the configured prefix"), "{out:?}");
+    }
+
+    async fn next(rx: &mut mpsc::Receiver<DeviceEvent>) -> DeviceEvent {
+        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("event in time")
+            .expect("channel open")
+    }
+
+    async fn next_code(rx: &mut mpsc::Receiver<DeviceEvent>) -> String {
+        match next(rx).await {
+            DeviceEvent::Scanned { code, .. } => code.expose().to_owned(),
+            other => panic!("expected a code, got {other:?}"),
+        }
+    }
+
+    /// A stable name for a changing pty, as udev's SYMLINK+="scanner0" gives a USB-CDC scanner.
+    fn link_to(dir: &std::path::Path, target: &std::path::Path) -> std::path::PathBuf {
+        let link = dir.join("scanner0");
+        let tmp = dir.join("scanner0.new");
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(target, &tmp).unwrap();
+        std::fs::rename(&tmp, &link).unwrap();
+        link
+    }
+
+    async fn pty_run(suffix: Suffix, writes: &[&[u8]]) -> Vec<DeviceEvent> {
+        let (mut master, slave, _keep) = open_pty().unwrap().into_parts();
+        let mut c = cfg(suffix);
+        c.path = slave.to_string_lossy().into_owned();
+        let (tx, mut rx) = mpsc::channel(32);
+        let task = tokio::spawn(run_serial_scanner(c, tx));
+        assert!(matches!(
+            next(&mut rx).await,
+            DeviceEvent::DeviceAdded { .. }
+        ));
+        for w in writes {
+            master.write_all(w).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        task.abort();
+        let mut v = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            v.push(e);
+        }
+        v
+    }
+
+    fn summary(evs: &[DeviceEvent]) -> Vec<String> {
+        evs.iter()
+            .map(|e| match e {
+                DeviceEvent::Scanned { code, .. } => code.expose().to_owned(),
+                DeviceEvent::ScanDiscarded { reason, .. } => format!("DISCARDED: {reason}"),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn pty_each_suffix_mode() {
+        let cases: [(Suffix, &[&[u8]]); 4] = [
+            (Suffix::Cr, &[b"134567890123456789\r"]),
+            (Suffix::Lf, &[b"134567890123456789\n"]),
+            (Suffix::Crlf, &[b"134567890123456789\r\n"]),
+            (Suffix::None, &[b"134567890123456789"]),
+        ];
+        for (suffix, writes) in cases {
+            let evs = pty_run(suffix, writes).await;
+            assert_eq!(summary(&evs), ["134567890123456789"], "{suffix:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn pty_split_read_garbage_and_partial() {
+        let evs = pty_run(
+            Suffix::Crlf,
+            &[
+                b"2812345",
+                b"67890123456",
+                b"\r",
+                b"\n",
+                b"\x1b[A\r\n",
+                b"99",
+            ],
+        )
+        .await;
+        let s = summary(&evs);
+        assert_eq!(s[0], "281234567890123456");
+        assert!(s[1].contains("garbage: byte 0x1b"), "{s:?}");
+        assert!(s[2].contains("partial input: 2 bytes"), "{s:?}");
+        assert_eq!(s.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn pty_unplug_and_replug_without_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut master, slave, keep) = open_pty().unwrap().into_parts();
+        let link = link_to(dir.path(), &slave);
+        let mut c = cfg(Suffix::Cr);
+        c.path = link.to_string_lossy().into_owned();
+        let (tx, mut rx) = mpsc::channel(32);
+        let task = tokio::spawn(run_serial_scanner(c, tx));
+        assert!(matches!(
+            next(&mut rx).await,
+            DeviceEvent::DeviceAdded { .. }
+        ));
+        master.write_all(b"1111222233334444\r").await.unwrap();
+        assert_eq!(next_code(&mut rx).await, "1111222233334444");
+
+        // Unplug in the middle of a code: the half code is dropped, the device removed.
+        master.write_all(b"5555").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(master);
+        drop(keep);
+        let ev = next(&mut rx).await;
+        assert!(
+            matches!(&ev, DeviceEvent::ScanDiscarded { reason, .. } if reason.contains("unplug")),
+            "{ev:?}"
+        );
+        let ev = next(&mut rx).await;
+        assert!(matches!(&ev, DeviceEvent::DeviceRemoved { .. }), "{ev:?}");
+
+        // Nothing there for a while (reopen fails quietly), then the scanner comes back as a
+        // new tty behind the same stable name.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (mut master2, slave2, _keep2) = open_pty().unwrap().into_parts();
+        link_to(dir.path(), &slave2);
+        let ev = next(&mut rx).await;
+        assert!(matches!(&ev, DeviceEvent::DeviceAdded { .. }), "{ev:?}");
+        master2.write_all(b"9999888877776666\r").await.unwrap();
+        assert_eq!(next_code(&mut rx).await, "9999888877776666");
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn sim_scanner_types_through_the_real_reader() {
+        let mut c = cfg(Suffix::Crlf);
+        c.path = "sim".into();
+        let (tx, mut rx) = mpsc::channel(8);
+        let (sim, task) = start_sim_scanner(&c, tx).unwrap();
+        assert!(matches!(
+            next(&mut rx).await,
+            DeviceEvent::DeviceAdded { .. }
+        ));
+        sim.scan("134567890123456789").await.unwrap();
+        assert_eq!(next_code(&mut rx).await, "134567890123456789");
+        task.abort();
+    }
 }

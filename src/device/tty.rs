@@ -93,8 +93,7 @@ impl AsyncWrite for FdStream {
             let mut guard = ready!(self.fd.poll_write_ready(cx))?;
             let res = guard.try_io(|inner| {
                 // SAFETY: writing from a borrowed slice of that length.
-                let n =
-                    unsafe { libc::write(inner.as_raw_fd(), data.as_ptr().cast(), data.len()) };
+                let n = unsafe { libc::write(inner.as_raw_fd(), data.as_ptr().cast(), data.len()) };
                 if n < 0 {
                     Err(io::Error::last_os_error())
                 } else {

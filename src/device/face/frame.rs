@@ -162,7 +162,7 @@ impl FrameDecoder {
     }
 
     /// The next frame or drop, or `None` when more bytes are needed.
-    pub fn next(&mut self) -> Option<Decoded> {
+    pub fn next_decoded(&mut self) -> Option<Decoded> {
         // Find the magic.
         let start = self.buf.windows(2).position(|w| w == MAGIC);
         match start {
@@ -335,7 +335,7 @@ mod tests {
     fn frames(d: &mut FrameDecoder) -> (Vec<Frame>, Vec<Dropped>) {
         let mut f = Vec::new();
         let mut x = Vec::new();
-        while let Some(r) = d.next() {
+        while let Some(r) = d.next_decoded() {
             match r {
                 Decoded::Frame(fr) => f.push(fr),
                 Decoded::Dropped(dr) => x.push(dr),
@@ -413,7 +413,13 @@ mod tests {
         assert_eq!(r.poll(t0 + ms(400)), (vec![bytes], vec![]));
         let (re, failed) = r.poll(t0 + ms(600));
         assert!(re.is_empty());
-        assert_eq!(failed, [Unacked { ty: MsgType::StartFace, seq }]);
+        assert_eq!(
+            failed,
+            [Unacked {
+                ty: MsgType::StartFace,
+                seq
+            }]
+        );
         assert_eq!(r.deadline(), None);
 
         let (seq2, _) = r.send(MsgType::Cancel, b"{}", t0).unwrap();
@@ -426,6 +432,9 @@ mod tests {
         assert!(!r.on_incoming(MsgType::FaceResult, 9));
         assert!(r.on_incoming(MsgType::Progress, 9));
         assert!(r.on_incoming(MsgType::Hello, 1));
-        assert!(r.on_incoming(MsgType::FaceResult, 9), "HELLO resets the window");
+        assert!(
+            r.on_incoming(MsgType::FaceResult, 9),
+            "HELLO resets the window"
+        );
     }
 }

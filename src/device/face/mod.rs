@@ -12,7 +12,7 @@ pub mod sim;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
@@ -155,9 +155,17 @@ pub enum FaceError {
 /// Unsolicited news from the face module, sent as [`DeviceEvent::Face`].
 #[derive(Clone, Debug)]
 pub enum FaceEvent {
-    LinkUp { model: String, fw: String },
-    LinkDown { reason: String },
-    Progress { txn_id: String, stage: String },
+    LinkUp {
+        model: String,
+        fw: String,
+    },
+    LinkDown {
+        reason: String,
+    },
+    Progress {
+        txn_id: String,
+        stage: String,
+    },
     /// Outcome of a recognition started with [`FaceHandle::spawn_face_pay`].
     Outcome {
         txn_id: String,
@@ -508,7 +516,7 @@ impl Link {
                     Ok(n) => {
                         dec.push(&buf[..n]);
                         buf[..n].iter_mut().for_each(|b| *b = 0);
-                        while let Some(d) = dec.next() {
+                        while let Some(d) = dec.next_decoded() {
                             match d {
                                 Decoded::Frame(f) => self.on_frame(f),
                                 Decoded::Dropped(Dropped::Noise(n)) => {
@@ -561,8 +569,11 @@ impl Link {
                 let deadline = Instant::now()
                     + self.timing.ack * (self.timing.retries + 1)
                     + self.timing.reply;
-                if self.send(MsgType::GetRawdata, &msg::GetRawdata { provider }, AckWaiter::Rawdata)
-                {
+                if self.send(
+                    MsgType::GetRawdata,
+                    &msg::GetRawdata { provider },
+                    AckWaiter::Rawdata,
+                ) {
                     self.rawdata = Some((reply, deadline));
                 } else {
                     let _ = reply.send(Err(FaceError::BadReply("cannot encode".into())));
@@ -607,7 +618,11 @@ impl Link {
                 if let Some(f) = self.face.take_if(|f| f.req.txn_id == txn_id) {
                     let _ = f.reply.send(Err(FaceError::Cancelled));
                 }
-                self.send(MsgType::Cancel, &msg::Cancel { txn_id }, AckWaiter::Done(reply));
+                self.send(
+                    MsgType::Cancel,
+                    &msg::Cancel { txn_id },
+                    AckWaiter::Done(reply),
+                );
             }
             Cmd::PayResult {
                 txn_id,
@@ -652,7 +667,10 @@ impl Link {
                 self.up = false;
                 tracing::warn!(?u.ty, "face module stopped acknowledging; link down");
                 self.emit(FaceEvent::LinkDown {
-                    reason: format!("no ACK for {:?} after {} retries", u.ty, self.timing.retries),
+                    reason: format!(
+                        "no ACK for {:?} after {} retries",
+                        u.ty, self.timing.retries
+                    ),
                 });
             }
         }
@@ -673,7 +691,11 @@ impl Link {
         }
         if now >= self.next_heartbeat {
             self.next_heartbeat = now + self.timing.heartbeat;
-            self.send(MsgType::Heartbeat, &serde_json::json!({}), AckWaiter::Heartbeat);
+            self.send(
+                MsgType::Heartbeat,
+                &serde_json::json!({}),
+                AckWaiter::Heartbeat,
+            );
         }
     }
 
@@ -830,10 +852,6 @@ impl Link {
         }
     }
 }
-
-/// Whether a `Deserialize` is used (keeps the serde derive import honest in all builds).
-#[allow(dead_code)]
-fn _uses<T: for<'a> Deserialize<'a>>() {}
 
 #[cfg(test)]
 mod tests;

@@ -107,7 +107,7 @@ pub async fn serve<IO: AsyncRead + AsyncWrite + Unpin>(io: IO, cfg: SimConfig) -
                     Ok(n) => n,
                 };
                 dec.push(&buf[..n]);
-                while let Some(d) = dec.next() {
+                while let Some(d) = dec.next_decoded() {
                     let Decoded::Frame(f) = d else { continue };
                     received += 1;
                     if cfg.behaviour == SimBehaviour::Mute {

@@ -68,9 +68,13 @@ fn start(txn: &str, timeout_ms: u64) -> msg::StartFace {
 async fn authorise(face: &FaceHandle) {
     let raw = face.get_rawdata("wechat").await.unwrap();
     assert!(raw.expose().starts_with("SIMRAW"));
-    face.send_authinfo("wechat", Secret::new("AUTHINFO-FROM-GETFACEAUTH"), 4_000_000_000)
-        .await
-        .unwrap();
+    face.send_authinfo(
+        "wechat",
+        Secret::new("AUTHINFO-FROM-GETFACEAUTH"),
+        4_000_000_000,
+    )
+    .await
+    .unwrap();
 }
 
 fn drain(rx: &mut mpsc::Receiver<DeviceEvent>) -> Vec<FaceEvent> {
@@ -90,11 +94,17 @@ async fn success_rawdata_authinfo_face_code_openid() {
     let out = r.face.start_face(start("T1", 5000)).await.unwrap();
     assert!(out.face_code.expose().starts_with("SIMFACE"));
     assert!(out.openid.expose().starts_with("oSIM"));
-    assert_eq!((out.txn_id.as_str(), out.provider.as_str()), ("T1", "wechat"));
+    assert_eq!(
+        (out.txn_id.as_str(), out.provider.as_str()),
+        ("T1", "wechat")
+    );
     assert!(!format!("{out:?}").contains(out.face_code.expose()));
     r.face.pay_result("T1", "success", "paid").await.unwrap();
     let evs = drain(&mut r.events);
-    assert!(evs.iter().any(|e| matches!(e, FaceEvent::LinkUp { model, .. } if model == "sim-face")));
+    assert!(
+        evs.iter()
+            .any(|e| matches!(e, FaceEvent::LinkUp { model, .. } if model == "sim-face"))
+    );
     assert!(evs.iter().any(|e| matches!(e, FaceEvent::Progress { txn_id, stage } if txn_id == "T1" && stage == "detecting")));
     // A second recognition on the same link works too.
     let out2 = r.face.start_face(start("T2", 5000)).await.unwrap();
@@ -153,14 +163,20 @@ async fn module_failure_code_is_reported() {
     let r = rig(SimBehaviour::Fail("LIVENESS_FAIL".into()), 50);
     authorise(&r.face).await;
     let e = r.face.start_face(start("T1", 5000)).await.unwrap_err();
-    assert!(matches!(&e, FaceError::Module { code, .. } if code == "LIVENESS_FAIL"), "{e:?}");
+    assert!(
+        matches!(&e, FaceError::Module { code, .. } if code == "LIVENESS_FAIL"),
+        "{e:?}"
+    );
 }
 
 #[tokio::test]
 async fn start_without_authinfo_is_refused_by_the_module() {
     let r = rig(SimBehaviour::Succeed, 50);
     let e = r.face.start_face(start("T1", 5000)).await.unwrap_err();
-    assert!(matches!(&e, FaceError::Module { code, .. } if code == "NOT_READY"), "{e:?}");
+    assert!(
+        matches!(&e, FaceError::Module { code, .. } if code == "NOT_READY"),
+        "{e:?}"
+    );
 }
 
 #[tokio::test]
@@ -210,5 +226,11 @@ async fn open_face_module_sim_path_works_end_to_end() {
     let out = face.start_face(start("D1", 10_000)).await.unwrap();
     assert!(out.face_code.expose().starts_with("SIMFACE"));
     let first = rx.recv().await.unwrap();
-    assert!(matches!(first, DeviceEvent::DeviceAdded { kind: DeviceKind::FaceModule, .. }));
+    assert!(matches!(
+        first,
+        DeviceEvent::DeviceAdded {
+            kind: DeviceKind::FaceModule,
+            ..
+        }
+    ));
 }
