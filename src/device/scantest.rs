@@ -149,7 +149,7 @@ mod tests {
         let pty = crate::device::pty::open_pty().unwrap();
         let (mut master, slave, _keep) = pty.into_parts();
         let board = parse_board(&format!(
-            "name='t'\n[display]\nkind='png'\nwidth=320\nheight=240\n[[scanner]]\nkind='serial'\nname='counter'\npath='{}'\nsuffix='crlf'\n",
+            "name='t'\n[display]\nkind='png'\nwidth=320\nheight=240\n[[scanner]]\nkind='serial'\nname='counter'\npath='{}'\nsuffix='crlf'\nidle_ms=400\n",
             slave.display()
         ))
         .unwrap();
@@ -169,7 +169,7 @@ mod tests {
         master.write_all(b"1345678901").await.unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         master.write_all(b"23456789\r\n\x01\x02\r\n").await.unwrap();
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         stop_tx.send(()).unwrap();
         let summary = run.await.unwrap().unwrap();
         assert_eq!(summary.codes, 1);

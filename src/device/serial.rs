@@ -669,6 +669,8 @@ mod tests {
     async fn pty_run(suffix: Suffix, writes: &[&[u8]]) -> Vec<DeviceEvent> {
         let (mut master, slave, _keep) = open_pty().unwrap().into_parts();
         let mut c = cfg(suffix);
+        // Generous: writes 15 ms apart must never look idle on a loaded CI machine.
+        c.idle_ms = 300;
         c.path = slave.to_string_lossy().into_owned();
         let (tx, mut rx) = mpsc::channel(32);
         let task = tokio::spawn(run_serial_scanner(c, tx));
@@ -680,7 +682,7 @@ mod tests {
             master.write_all(w).await.unwrap();
             tokio::time::sleep(Duration::from_millis(15)).await;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
         task.abort();
         let mut v = Vec::new();
         while let Ok(e) = rx.try_recv() {
