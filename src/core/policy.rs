@@ -1,0 +1,207 @@
+//! Per-channel rules as data: query schedules, deadlines, cancel/reverse windows, backoff.
+//!
+//! The state machine reads these numbers and never branches on which gateway or wallet it is
+//! talking to; a new channel is a new `Policy` value, not a new code path. Every duration is in
+//! milliseconds and comes from configuration, so the sandbox can run a 30-second rule in a second.
+//! Absolute instants derived from a policy are computed once when an attempt is created and stored
+//! with it ("store the timestamps, never recompute").
+
+use serde::{Deserialize, Serialize};
+
+/// What to do with money that may have been taken once the cancel/reverse window has closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AfterWindow {
+    /// Query; if paid, refund it in full through the refund API (its own journaled request).
+    Refund,
+    /// Query; if paid, stop and put the attempt in manual review.
+    Review,
+}
+
+/// How long a cancel/reverse stays possible after the order was created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum ReverseWindow {
+    /// A fixed time after creation (aggregator cancel: 5 minutes).
+    After { ms: u64 },
+    /// Until a wall-clock hour of the same day in a fixed UTC offset (ACP undo: 23:00 Beijing).
+    SameDayUntil { hour: u32, utc_offset_minutes: i32 },
+    /// No window is known; the reverse is always attempted.
+    Unlimited,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Delay before each query, counted from the previous request; the last entry repeats.
+    pub query_delays_ms: Vec<u64>,
+    /// Querying stops this long after creation; the attempt is then fenced (cancelled/reversed).
+    pub pay_deadline_ms: u64,
+    /// No cancel/reverse before this long after creation (aggregator: 15 s).
+    pub reverse_not_before_ms: u64,
+    pub reverse_window: ReverseWindow,
+    /// Delays between reverse tries while online; the last entry repeats.
+    pub reverse_retry_ms: Vec<u64>,
+    /// After this many failed reverse tries the attempt moves to the store-and-forward queue.
+    pub reverse_tries_before_saf: u32,
+    /// Store-and-forward backoff: first delay, doubled each try, capped.
+    pub saf_base_ms: u64,
+    pub saf_cap_ms: u64,
+    pub after_window: AfterWindow,
+    /// An attempt still unsettled this long after creation goes to manual review with an alarm.
+    pub review_after_ms: u64,
+}
+
+impl Policy {
+    /// The aggregator's rules (seed 003 and RELIABILITY.md §1, §7.3): query every 5 s until 30 s,
+    /// cancel no earlier than 15 s and no later than 5 minutes after the order, refund after that.
+    pub fn aggregator() -> Policy {
+        Policy {
+            query_delays_ms: vec![5_000],
+            pay_deadline_ms: 30_000,
+            reverse_not_before_ms: 15_000,
+            reverse_window: ReverseWindow::After { ms: 5 * 60_000 },
+            reverse_retry_ms: vec![2_000, 4_000, 8_000, 16_000],
+            reverse_tries_before_saf: 10,
+            saf_base_ms: 30_000,
+            saf_cap_ms: 15 * 60_000,
+            after_window: AfterWindow::Refund,
+            review_after_ms: 24 * 3_600_000,
+        }
+    }
+
+    /// UnionPay ACP: queries at 1, 2, 4, 8, 16, 32 s; undo only the same clearing day before 23:00.
+    pub fn acp() -> Policy {
+        Policy {
+            query_delays_ms: vec![1_000, 2_000, 4_000, 8_000, 16_000, 32_000],
+            pay_deadline_ms: 63_000,
+            reverse_not_before_ms: 0,
+            reverse_window: ReverseWindow::SameDayUntil {
+                hour: 23,
+                utc_offset_minutes: 8 * 60,
+            },
+            reverse_retry_ms: vec![2_000, 4_000, 8_000, 16_000],
+            reverse_tries_before_saf: 10,
+            saf_base_ms: 30_000,
+            saf_cap_ms: 15 * 60_000,
+            after_window: AfterWindow::Refund,
+            review_after_ms: 24 * 3_600_000,
+        }
+    }
+
+    /// The delay before query number `n` (0-based).
+    pub fn query_delay(&self, n: u32) -> u64 {
+        pick(&self.query_delays_ms, n, 5_000)
+    }
+
+    pub fn reverse_delay(&self, tries: u32) -> u64 {
+        pick(&self.reverse_retry_ms, tries.saturating_sub(1), 2_000)
+    }
+
+    /// Store-and-forward delay after `tries` failures: base·2^tries, capped.
+    pub fn saf_delay(&self, tries: u32) -> u64 {
+        let shift = tries.min(30);
+        self.saf_base_ms
+            .saturating_mul(1u64 << shift)
+            .min(self.saf_cap_ms.max(self.saf_base_ms))
+    }
+
+    /// The instant after which cancel/reverse is no longer possible, for an attempt created at
+    /// `created_ms` (Unix milliseconds). `None`: no limit.
+    pub fn reverse_until(&self, created_ms: i64) -> Option<i64> {
+        match self.reverse_window {
+            ReverseWindow::After { ms } => Some(created_ms.saturating_add(ms as i64)),
+            ReverseWindow::Unlimited => None,
+            ReverseWindow::SameDayUntil {
+                hour,
+                utc_offset_minutes,
+            } => {
+                let offset_ms = i64::from(utc_offset_minutes) * 60_000;
+                let local = created_ms + offset_ms;
+                let day_start = local.div_euclid(86_400_000) * 86_400_000;
+                let cutoff = day_start + i64::from(hour.min(24)) * 3_600_000;
+                Some(cutoff - offset_ms)
+            }
+        }
+    }
+
+    /// Checks the numbers make sense together; each problem is a sentence for `config check`.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.query_delays_ms.is_empty() || self.query_delays_ms.contains(&0) {
+            p.push("query_delays_ms must list at least one positive delay".to_string());
+        }
+        if self.pay_deadline_ms == 0 {
+            p.push("pay_deadline_ms must be positive".to_string());
+        }
+        if let ReverseWindow::After { ms } = self.reverse_window {
+            if ms <= self.reverse_not_before_ms {
+                p.push(format!(
+                    "the reverse window ({ms} ms) closes before reverse_not_before_ms ({}) opens it",
+                    self.reverse_not_before_ms
+                ));
+            }
+        }
+        if self.reverse_tries_before_saf == 0 {
+            p.push("reverse_tries_before_saf must be at least 1".to_string());
+        }
+        if self.saf_base_ms == 0 {
+            p.push("saf_base_ms must be positive".to_string());
+        }
+        if self.review_after_ms <= self.pay_deadline_ms {
+            p.push("review_after_ms must be longer than pay_deadline_ms".to_string());
+        }
+        p
+    }
+}
+
+fn pick(list: &[u64], n: u32, default: u64) -> u64 {
+    match list.get(n as usize).or(list.last()) {
+        Some(&d) => d,
+        None => default,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_schedule_repeats_the_last_delay() {
+        let p = Policy::acp();
+        let d: Vec<u64> = (0..8).map(|n| p.query_delay(n)).collect();
+        assert_eq!(d, [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 32_000, 32_000]);
+        assert_eq!(Policy::aggregator().query_delay(7), 5_000);
+    }
+
+    #[test]
+    fn saf_backoff_doubles_and_caps() {
+        let p = Policy::aggregator();
+        assert_eq!(p.saf_delay(0), 30_000);
+        assert_eq!(p.saf_delay(1), 60_000);
+        assert_eq!(p.saf_delay(10), 15 * 60_000);
+        assert_eq!(p.saf_delay(u32::MAX), 15 * 60_000);
+    }
+
+    #[test]
+    fn acp_window_ends_at_23_beijing_of_the_creation_day() {
+        let p = Policy::acp();
+        // 2026-11-22 10:00:00 +08:00 = 02:00 UTC
+        let created = 1_795_312_800_000; // 2026-11-22T02:00:00Z
+        let until = p.reverse_until(created).unwrap();
+        // 2026-11-22 23:00 +08:00 = 15:00 UTC
+        assert_eq!(until, created + 13 * 3_600_000);
+        // Created at 23:30 Beijing: the window is already closed.
+        let late = created + 13 * 3_600_000 + 30 * 60_000;
+        assert!(p.reverse_until(late).unwrap() < late);
+    }
+
+    #[test]
+    fn defaults_are_consistent() {
+        assert!(Policy::aggregator().problems().is_empty());
+        assert!(Policy::acp().problems().is_empty());
+        let mut bad = Policy::aggregator();
+        bad.reverse_window = ReverseWindow::After { ms: 10_000 };
+        assert_eq!(bad.problems().len(), 1);
+    }
+}

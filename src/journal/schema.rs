@@ -1,0 +1,95 @@
+//! The journal's schema and its migrations, applied in order inside one transaction each.
+//!
+//! Two partial unique indexes make "paid twice" and "two live attempts on one order" impossible in
+//! storage, not merely unlikely; triggers make the history append-only. A migration never drops a
+//! column that holds an open attempt's data.
+
+/// Each entry moves the schema from version `index` to `index + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: orders, attempts, their history, refunds, notifications.
+    r#"
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE orders(
+    order_id    TEXT PRIMARY KEY,
+    amount_fen  INTEGER NOT NULL CHECK (amount_fen > 0),
+    created_ms  INTEGER NOT NULL,
+    details     TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE attempts(
+    attempt_id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    order_id        TEXT NOT NULL REFERENCES orders(order_id),
+    gateway         TEXT NOT NULL,
+    method          TEXT NOT NULL CHECK (method IN ('code','face','qr')),
+    wallet          TEXT,
+    out_trade_no    TEXT NOT NULL UNIQUE,
+    amount_fen      INTEGER NOT NULL CHECK (amount_fen > 0),
+    code_fp         TEXT,
+    code_mask       TEXT,
+    chan_txn_time   TEXT NOT NULL,
+    chan_trade_no   TEXT,
+    code_url        TEXT,
+    state           TEXT NOT NULL CHECK (state IN ('PAY_INTENT','QUERYING','PAID','FAILED',
+                        'REVERSE_INTENT','REVERSED','SAF_PENDING','MANUAL_REVIEW')),
+    state_ver       INTEGER NOT NULL DEFAULT 0,
+    created_ms      INTEGER NOT NULL,
+    deadline_ms     INTEGER NOT NULL,
+    reverse_from_ms INTEGER NOT NULL,
+    reverse_until_ms INTEGER,
+    review_at_ms    INTEGER NOT NULL,
+    queries         INTEGER NOT NULL DEFAULT 0,
+    reverse_tries   INTEGER NOT NULL DEFAULT 0,
+    saf_tries       INTEGER NOT NULL DEFAULT 0,
+    next_at_ms      INTEGER,
+    fence           TEXT NOT NULL DEFAULT 'cancel' CHECK (fence IN ('cancel','refund')),
+    window_closed   INTEGER NOT NULL DEFAULT 0,
+    reverse_action  TEXT CHECK (reverse_action IN ('close','refund')),
+    last_note       TEXT NOT NULL DEFAULT '',
+    alarm           INTEGER NOT NULL DEFAULT 0,
+    updated_ms      INTEGER NOT NULL,
+    final_ms        INTEGER
+);
+CREATE UNIQUE INDEX one_paid_per_order ON attempts(order_id) WHERE state = 'PAID';
+CREATE UNIQUE INDEX one_open_per_order ON attempts(order_id)
+    WHERE state IN ('PAY_INTENT','QUERYING');
+CREATE INDEX attempts_by_state ON attempts(state, next_at_ms);
+CREATE INDEX attempts_by_fp ON attempts(code_fp, created_ms);
+CREATE INDEX attempts_by_order ON attempts(order_id);
+CREATE TABLE events(
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    attempt_id  INTEGER NOT NULL REFERENCES attempts(attempt_id),
+    at_ms       INTEGER NOT NULL,
+    from_state  TEXT,
+    to_state    TEXT NOT NULL,
+    op          TEXT,
+    detail      TEXT NOT NULL DEFAULT '',
+    note        TEXT NOT NULL,
+    alarm       INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX events_by_attempt ON events(attempt_id, seq);
+CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+    BEGIN SELECT RAISE(ABORT, 'the history is append-only'); END;
+CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+    BEGIN SELECT RAISE(ABORT, 'the history is append-only'); END;
+CREATE TABLE refunds(
+    refund_id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    out_refund_no   TEXT NOT NULL UNIQUE,
+    attempt_id      INTEGER NOT NULL REFERENCES attempts(attempt_id),
+    amount_fen      INTEGER NOT NULL CHECK (amount_fen > 0),
+    kind            TEXT NOT NULL CHECK (kind IN ('manual','fence')),
+    state           TEXT NOT NULL CHECK (state IN ('INTENT','PROCESSING','DONE','FAILED','UNKNOWN')),
+    created_ms      INTEGER NOT NULL,
+    updated_ms      INTEGER NOT NULL,
+    chan_refund_no  TEXT,
+    note            TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX refunds_by_attempt ON refunds(attempt_id);
+CREATE TABLE notifications(
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_ms  INTEGER NOT NULL,
+    gateway      TEXT NOT NULL,
+    out_trade_no TEXT NOT NULL,
+    digest       TEXT NOT NULL UNIQUE,
+    outcome      TEXT NOT NULL
+);
+"#,
+];
