@@ -72,7 +72,8 @@ impl std::fmt::Debug for RsaPrivateKey {
 impl RsaPrivateKey {
     /// Loads a PKCS#8 `PrivateKeyInfo` (what a PKCS#12 key bag holds).
     pub fn from_pkcs8_der(der: &[u8]) -> Result<RsaPrivateKey, RsaError> {
-        let ring = RsaKeyPair::from_pkcs8(der).map_err(|e| RsaError::BadPrivateKey(e.to_string()))?;
+        let ring =
+            RsaKeyPair::from_pkcs8(der).map_err(|e| RsaError::BadPrivateKey(e.to_string()))?;
         let legacy = rsa::RsaPrivateKey::from_pkcs8_der(der)
             .map_err(|e| RsaError::BadPrivateKey(e.to_string()))?;
         let public_der = ring.public().as_ref().to_vec();
@@ -209,9 +210,24 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(1);
         let sig = key.sign_pkcs1(RsaHash::Sha256, b"hello", &mut rng).unwrap();
         assert_eq!(sig.len(), 256);
-        assert!(verify_pkcs1(RsaHash::Sha256, key.public_key_der(), b"hello", &sig));
-        assert!(!verify_pkcs1(RsaHash::Sha256, key.public_key_der(), b"hellp", &sig));
-        assert!(!verify_pkcs1(RsaHash::Sha1, key.public_key_der(), b"hello", &sig));
+        assert!(verify_pkcs1(
+            RsaHash::Sha256,
+            key.public_key_der(),
+            b"hello",
+            &sig
+        ));
+        assert!(!verify_pkcs1(
+            RsaHash::Sha256,
+            key.public_key_der(),
+            b"hellp",
+            &sig
+        ));
+        assert!(!verify_pkcs1(
+            RsaHash::Sha1,
+            key.public_key_der(),
+            b"hello",
+            &sig
+        ));
     }
 
     #[test]
@@ -224,7 +240,12 @@ mod tests {
             .sign_pkcs1(RsaHash::Sha1, b"abc", &mut StdRng::seed_from_u64(2))
             .unwrap();
         assert_eq!(a, b, "PKCS#1 v1.5 is deterministic; blinding must not show");
-        assert!(verify_pkcs1(RsaHash::Sha1, key.public_key_der(), b"abc", &a));
+        assert!(verify_pkcs1(
+            RsaHash::Sha1,
+            key.public_key_der(),
+            b"abc",
+            &a
+        ));
     }
 
     #[test]

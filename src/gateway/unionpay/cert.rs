@@ -188,7 +188,9 @@ impl Certificate {
         let mut inner_alg = t.sequence("tbs.signature")?;
         let inner_sig_alg = inner_alg.oid("tbs.signature")?;
         if inner_sig_alg != sig_alg {
-            return Err(DerError::new("tbs.signature differs from the outer signatureAlgorithm").into());
+            return Err(
+                DerError::new("tbs.signature differs from the outer signatureAlgorithm").into(),
+            );
         }
         let issuer = parse_name(t.expect(SEQUENCE, "tbs.issuer")?)?;
         let mut validity = t.sequence("tbs.validity")?;
@@ -245,7 +247,11 @@ impl Certificate {
             match c {
                 ' ' | '\t' | '\r' | '\n' => {}
                 'A'..='Z' | 'a'..='z' | '0'..='9' | '+' | '/' | '=' => b64.push(c),
-                other => return Err(CertError::Pem(format!("character {other:?} in base64 body"))),
+                other => {
+                    return Err(CertError::Pem(format!(
+                        "character {other:?} in base64 body"
+                    )));
+                }
             }
         }
         let der = base64::engine::general_purpose::STANDARD
@@ -343,7 +349,10 @@ impl Certificate {
             ));
         }
         let hash = sig_hash(&self.sig_alg).ok_or_else(|| {
-            format!("unsupported signature algorithm {}", sig_alg_name(&self.sig_alg))
+            format!(
+                "unsupported signature algorithm {}",
+                sig_alg_name(&self.sig_alg)
+            )
         })?;
         let tbs = self
             .der
@@ -383,7 +392,11 @@ pub struct MerchantKey {
 
 impl fmt::Debug for MerchantKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "MerchantKey {{ certId: {}, key: redacted }}", self.cert_id)
+        write!(
+            f,
+            "MerchantKey {{ certId: {}, key: redacted }}",
+            self.cert_id
+        )
     }
 }
 
@@ -442,7 +455,7 @@ pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn vectors() -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors/unionpay-certs")
+        crate::gateway::unionpay::tests::vectors_dir().join("unionpay-certs")
     }
 
     pub(crate) fn cert(name: &str) -> Certificate {
@@ -476,14 +489,25 @@ pub(crate) mod tests {
             c.subject().common_name(),
             Some("041@8310000000083040@中国银联股份有限公司@00016495")
         );
-        assert_eq!(c.subject().org_units(), vec!["Local RA OCA1", "Enterprises"]);
+        assert_eq!(
+            c.subject().org_units(),
+            vec!["Local RA OCA1", "Enterprises"]
+        );
         assert_eq!(c.issuer().common_name(), Some("CFCA TEST OCA1"));
         assert_eq!(c.not_after_unix(), 1_753_924_756);
         assert_eq!(c.signature_algorithm(), "sha1WithRSAEncryption");
         let at = |s: i64| UNIX_EPOCH + std::time::Duration::from_secs(s as u64);
         assert!(c.check_validity(at(1_700_000_000)).is_ok());
-        assert!(c.check_validity(at(1_753_924_757)).unwrap_err().starts_with("expired on 2025-07-31 01:19:16 UTC"));
-        assert!(c.check_validity(at(1_500_000_000)).unwrap_err().starts_with("not yet valid"));
+        assert!(
+            c.check_validity(at(1_753_924_757))
+                .unwrap_err()
+                .starts_with("expired on 2025-07-31 01:19:16 UTC")
+        );
+        assert!(
+            c.check_validity(at(1_500_000_000))
+                .unwrap_err()
+                .starts_with("not yet valid")
+        );
     }
 
     #[test]
@@ -502,14 +526,26 @@ pub(crate) mod tests {
         leaf.check_issued_by(&middle).unwrap();
         middle.check_issued_by(&root).unwrap();
         root.check_issued_by(&root).unwrap();
-        old_test_key().certificate().check_issued_by(&middle).unwrap();
-        test_2021_key().certificate().check_issued_by(&middle).unwrap();
+        old_test_key()
+            .certificate()
+            .check_issued_by(&middle)
+            .unwrap();
+        test_2021_key()
+            .certificate()
+            .check_issued_by(&middle)
+            .unwrap();
         cert("acp_test_enc.cer").check_issued_by(&middle).unwrap();
         cert("verify_test.cer").check_issued_by(&middle).unwrap();
-        assert!(leaf.check_issued_by(&root).unwrap_err().contains("issuer is"));
+        assert!(
+            leaf.check_issued_by(&root)
+                .unwrap_err()
+                .contains("issuer is")
+        );
         let prod_middle = cert("prod/acp_prod_middle.cer");
         assert!(leaf.check_issued_by(&prod_middle).is_err());
-        prod_middle.check_issued_by(&cert("prod/acp_prod_root.cer")).unwrap();
+        prod_middle
+            .check_issued_by(&cert("prod/acp_prod_root.cer"))
+            .unwrap();
     }
 
     #[test]
@@ -518,7 +554,9 @@ pub(crate) mod tests {
         let b64 = base64::engine::general_purpose::STANDARD.encode(c.der());
         let good = format!("-----BEGIN CERTIFICATE-----\r\n{b64}\r\n-----END CERTIFICATE-----");
         assert_eq!(Certificate::from_pem(&good).unwrap(), c);
-        assert!(Certificate::from_pem(&good.replace("BEGIN CERTIFICATE", "BEGIN CERTIFICATF")).is_err());
+        assert!(
+            Certificate::from_pem(&good.replace("BEGIN CERTIFICATE", "BEGIN CERTIFICATF")).is_err()
+        );
         assert!(Certificate::from_pem(&format!("{good}x")).is_err());
         assert!(Certificate::from_pem(&good.replacen('M', "!", 1)).is_err());
         assert!(Certificate::from_pem("").is_err());
@@ -535,6 +573,9 @@ pub(crate) mod tests {
     #[test]
     fn debug_shows_cert_id_only() {
         let k = old_test_key();
-        assert_eq!(format!("{k:?}"), "MerchantKey { certId: 68759663125, key: redacted }");
+        assert_eq!(
+            format!("{k:?}"),
+            "MerchantKey { certId: 68759663125, key: redacted }"
+        );
     }
 }

@@ -2,12 +2,33 @@
 //! encryption, typed transaction builders, reply classification and reconciliation files.
 //!
 //! Pure code: it turns typed requests into signed form fields and raw replies into verified,
-//! classified values. It performs no I/O except reading key/certificate files on request, never
-//! reads the clock (time is always a parameter) and never draws randomness it was not given
-//! (RSA padding takes the caller's RNG). The transport, journal and state machine live elsewhere.
+//! classified values. It performs no network I/O, reads files only when asked to load a key or
+//! certificate, never reads the clock (time is always a parameter) and never draws randomness it
+//! was not given (RSA padding and blinding take the caller's RNG). The transport, journal and
+//! state machine live elsewhere.
 
 pub mod cert;
 pub(crate) mod der;
+pub mod message;
 pub mod pkcs12;
+pub mod txn;
+pub mod verify;
 
 pub use cert::{CertError, Certificate, MerchantKey, Name};
+pub use message::{AcpMessage, FormError, SignError, Signer};
+pub use txn::{
+    AcpRequest, AcpTxn, BuildError, Endpoint, Merchant, OrigRef, SignedRequest, TxnKind, TxnTime,
+    Verdict,
+};
+pub use verify::{
+    OwnerRule, Step, TrustConfig, VerifiedMessage, VerifyReport, verify_message,
+    verify_notification_report, verify_report,
+};
+
+#[cfg(test)]
+pub(crate) mod tests {
+    /// `shared/vectors`, beside the project root (as in CI).
+    pub(crate) fn vectors_dir() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors")
+    }
+}

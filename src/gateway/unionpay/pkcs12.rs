@@ -101,9 +101,7 @@ pub fn parse(pfx: &[u8], password: &str) -> Result<Pkcs12Contents, Pkcs12Error> 
     while !infos.is_empty() {
         let mut info = infos.sequence("authenticatedSafe.contentInfo")?;
         let ct = info.oid("contentInfo.contentType")?;
-        let mut content = info
-            .expect(ctx_cons(0), "contentInfo.content")?
-            .reader();
+        let mut content = info.expect(ctx_cons(0), "contentInfo.content")?.reader();
         let safe_contents: Zeroizing<Vec<u8>> = match ct.as_str() {
             OID_DATA => Zeroizing::new(content.octet_string("contentInfo.data")?.to_vec()),
             OID_ENCRYPTED_DATA => {
@@ -161,7 +159,8 @@ fn read_safe_contents(
                 let cert_type = cb.oid("certBag.certId")?;
                 if cert_type == OID_X509_CERT {
                     let mut v = cb.expect(ctx_cons(0), "certBag.certValue")?.reader();
-                    out.certs.push(v.octet_string("certBag.certValue")?.to_vec());
+                    out.certs
+                        .push(v.octet_string("certBag.certValue")?.to_vec());
                 }
             }
             OID_SAFE_CONTENTS_BAG => {
@@ -287,13 +286,20 @@ fn pbe_decrypt(
         }
         OID_PBE_SHA_3DES => {
             let key = kdf(KdfHash::Sha1, bmp, &salt, iterations, 1, 24);
-            let cipher = des::TdesEde3::new_from_slice(&key).map_err(|_| Pkcs12Error::DecryptFailed)?;
+            let cipher =
+                des::TdesEde3::new_from_slice(&key).map_err(|_| Pkcs12Error::DecryptFailed)?;
             cbc_decrypt(cipher, &iv, &mut buf);
         }
         other => return Err(Pkcs12Error::UnsupportedAlgorithm(other.to_string())),
     }
     let pad = usize::from(*buf.last().ok_or(Pkcs12Error::DecryptFailed)?);
-    if pad == 0 || pad > 8 || pad > buf.len() || buf[buf.len() - pad..].iter().any(|&b| usize::from(b) != pad) {
+    if pad == 0
+        || pad > 8
+        || pad > buf.len()
+        || buf[buf.len() - pad..]
+            .iter()
+            .any(|&b| usize::from(b) != pad)
+    {
         return Err(Pkcs12Error::DecryptFailed);
     }
     let keep = buf.len() - pad;
@@ -356,7 +362,7 @@ mod tests {
     use super::*;
 
     fn vectors() -> std::path::PathBuf {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors/unionpay-certs")
+        crate::gateway::unionpay::tests::vectors_dir().join("unionpay-certs")
     }
 
     #[test]
