@@ -11,6 +11,8 @@ pub mod cert;
 pub(crate) mod der;
 pub mod message;
 pub mod pkcs12;
+pub mod recon;
+pub mod sensitive;
 pub mod txn;
 pub mod verify;
 
