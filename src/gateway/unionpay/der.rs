@@ -325,7 +325,7 @@ pub(crate) fn directory_string(tlv: &Tlv<'_>) -> Option<String> {
         // T61 is in practice Latin-1 in the certificates that still use it.
         T61_STRING => Some(tlv.content.iter().map(|&b| char::from(b)).collect()),
         BMP_STRING => {
-            if tlv.content.len() % 2 != 0 {
+            if !tlv.content.len().is_multiple_of(2) {
                 return None;
             }
             let units: Vec<u16> = tlv

@@ -268,7 +268,7 @@ fn pbe_decrypt(
     bmp: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, Pkcs12Error> {
     let (oid, salt, iterations) = pbe_params(alg)?;
-    if ciphertext.is_empty() || ciphertext.len() % 8 != 0 {
+    if ciphertext.is_empty() || !ciphertext.len().is_multiple_of(8) {
         return Err(Pkcs12Error::DecryptFailed);
     }
     let iv = kdf(KdfHash::Sha1, bmp, &salt, iterations, 2, 8);

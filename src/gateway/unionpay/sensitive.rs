@@ -253,7 +253,7 @@ pub enum CertUpdate {
     /// The gateway's current certificate is the one in use.
     Unchanged,
     /// A new encryption certificate: store it (atomically) and use its `encryptCertId`.
-    Replace(EncryptionCert),
+    Replace(Box<EncryptionCert>),
 }
 
 /// Decides from a verified 95 reply whether the local encryption certificate must be replaced.
@@ -280,7 +280,7 @@ pub fn encrypt_cert_update(
     if cert.serial_decimal() == current_cert_id {
         Ok(CertUpdate::Unchanged)
     } else {
-        Ok(CertUpdate::Replace(EncryptionCert(cert)))
+        Ok(CertUpdate::Replace(Box::new(EncryptionCert(cert))))
     }
 }
 
@@ -451,7 +451,9 @@ mod tests {
         );
         assert_eq!(
             encrypt_cert_update(&reply("01"), "1", &middle),
-            Ok(CertUpdate::Replace(EncryptionCert::new(enc.clone())))
+            Ok(CertUpdate::Replace(Box::new(EncryptionCert::new(
+                enc.clone()
+            ))))
         );
         assert!(encrypt_cert_update(&reply("02"), "1", &middle).is_err());
         let prod_middle = cert("prod/acp_prod_middle.cer");
