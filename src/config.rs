@@ -1,1 +1,599 @@
-//! x
+//! Configuration: the TOML file of DESIGN.md §6, its secrets, and `payterm config check`.
+//!
+//! Loading resolves relative paths against the file's own folder, reads secrets from files or
+//! systemd credentials (never from the command line, never into logs), and turns everything into
+//! typed settings. `problems()` explains every mistake it finds in words an installer can act on.
+//! This module reads files; it sends nothing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::core::authcode::{CodeRule, Wallet, default_rules};
+use crate::core::money::Amount;
+use crate::gateway::aggregator::AggregatorConfig;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration {path}: {why}")]
+    Read { path: String, why: String },
+    #[error("the configuration {path} is not valid: {why}")]
+    Parse { path: String, why: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("cannot read the secret {what} from {path}: {why}")]
+    Secret {
+        what: String,
+        path: String,
+        why: String,
+    },
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Terminal {
+    /// Letters and digits, at most 12: the head of every order number this terminal makes.
+    pub id: String,
+    #[serde(default = "default_merchant")]
+    pub merchant_name: String,
+    /// The HMAC key for payment-code fingerprints; created (mode 0600) if missing.
+    #[serde(default)]
+    pub device_key_file: Option<String>,
+    /// A sandbox configuration: test keys may be world-readable and come with the repository.
+    #[serde(default)]
+    pub sandbox: bool,
+    /// Screen and message language: `zh` or `en`.
+    #[serde(default = "default_locale")]
+    pub locale: String,
+}
+
+fn default_merchant() -> String {
+    "payterm".into()
+}
+fn default_locale() -> String {
+    "zh".into()
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalCfg {
+    pub path: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// The largest single payment, in yuan.
+    #[serde(default = "default_max_amount")]
+    pub max_amount: String,
+    /// New sales are refused while this many attempts are unsettled.
+    #[serde(default = "default_max_open")]
+    pub max_open: usize,
+    /// … or while the unsettled amounts add up to this, in yuan.
+    #[serde(default = "default_max_uncertain")]
+    pub max_uncertain: String,
+    /// … or while the oldest unsettled attempt is older than this.
+    #[serde(default = "default_max_open_age")]
+    pub max_open_age_s: u64,
+    /// The same payment code scanned again within this window is refused.
+    #[serde(default = "default_dup")]
+    pub duplicate_window_s: u64,
+    /// A wall-clock jump larger than this (against the journal's newest write) stops new sales.
+    #[serde(default = "default_jump")]
+    pub clock_jump_s: u64,
+}
+
+fn default_max_amount() -> String {
+    "5000.00".into()
+}
+fn default_max_open() -> usize {
+    20
+}
+fn default_max_uncertain() -> String {
+    "2000.00".into()
+}
+fn default_max_open_age() -> u64 {
+    7200
+}
+fn default_dup() -> u64 {
+    120
+}
+fn default_jump() -> u64 {
+    120
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_amount: default_max_amount(),
+            max_open: default_max_open(),
+            max_uncertain: default_max_uncertain(),
+            max_open_age_s: default_max_open_age(),
+            duplicate_window_s: default_dup(),
+            clock_jump_s: default_jump(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gateways {
+    #[serde(default)]
+    pub aggregator: Option<AggregatorConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recovery {
+    /// How often the daemon looks for due store-and-forward work.
+    #[serde(default = "default_tick")]
+    pub interval_ms: u64,
+    /// At most this many gateway requests per second while draining the queue.
+    #[serde(default = "default_rate")]
+    pub rate_per_s: f64,
+}
+
+fn default_tick() -> u64 {
+    30_000
+}
+fn default_rate() -> f64 {
+    2.0
+}
+
+impl Default for Recovery {
+    fn default() -> Recovery {
+        Recovery {
+            interval_ms: default_tick(),
+            rate_per_s: default_rate(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ecr {
+    /// `unix:/run/payterm/ecr.sock` or `127.0.0.1:8700`.
+    #[serde(default = "default_ecr")]
+    pub listen: String,
+    /// Bearer token file, required for a TCP address other than loopback.
+    #[serde(default)]
+    pub token_file: Option<String>,
+}
+
+fn default_ecr() -> String {
+    "unix:/run/payterm/ecr.sock".into()
+}
+
+impl Default for Ecr {
+    fn default() -> Ecr {
+        Ecr {
+            listen: default_ecr(),
+            token_file: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    pub terminal: Terminal,
+    pub journal: JournalCfg,
+    #[serde(default)]
+    pub limits: Limits,
+    /// Wallet (paytype) → gateway name. Unlisted wallets go to the aggregator when it is set.
+    #[serde(default)]
+    pub routes: BTreeMap<String, String>,
+    pub gateways: Gateways,
+    #[serde(default)]
+    pub recovery: Recovery,
+    #[serde(default)]
+    pub ecr: Ecr,
+    /// The board profile (devices and display), relative to this file.
+    #[serde(default)]
+    pub board: Option<String>,
+    /// Extra or replacement payment-code rules.
+    #[serde(default)]
+    pub code_rules: Vec<CodeRule>,
+}
+
+/// The loaded configuration with paths resolved.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub file: File,
+    pub path: PathBuf,
+    pub dir: PathBuf,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let file: File = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })?;
+        let dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let c = Config {
+            file,
+            path: path.to_path_buf(),
+            dir,
+        };
+        let errors: Vec<String> = c
+            .problems()
+            .into_iter()
+            .filter(|p| p.severity == Severity::Error)
+            .map(|p| p.to_string())
+            .collect();
+        if !errors.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "the configuration {} has problems:\n  {}",
+                path.display(),
+                errors.join("\n  ")
+            )));
+        }
+        Ok(c)
+    }
+
+    /// A path from the file, resolved against the file's folder.
+    pub fn resolve(&self, p: &str) -> PathBuf {
+        let pb = PathBuf::from(p);
+        if pb.is_absolute() {
+            pb
+        } else {
+            self.dir.join(pb)
+        }
+    }
+
+    pub fn journal_path(&self) -> PathBuf {
+        self.resolve(&self.file.journal.path)
+    }
+
+    pub fn max_amount(&self) -> Amount {
+        Amount::parse_yuan(&self.file.limits.max_amount).unwrap_or(Amount::from_fen(500_000))
+    }
+
+    pub fn max_uncertain(&self) -> Amount {
+        Amount::parse_yuan(&self.file.limits.max_uncertain).unwrap_or(Amount::from_fen(200_000))
+    }
+
+    pub fn code_rules(&self) -> Vec<CodeRule> {
+        let mut rules = self.file.code_rules.clone();
+        rules.extend(default_rules());
+        rules
+    }
+
+    /// The gateway that takes payments of `wallet`.
+    pub fn route(&self, wallet: Wallet) -> Option<String> {
+        match self.file.routes.get(wallet.paytype()) {
+            Some(g) if g == "none" => None,
+            Some(g) => Some(g.clone()),
+            None if wallet == Wallet::Ecny => None,
+            None => self
+                .file
+                .gateways
+                .aggregator
+                .as_ref()
+                .map(|_| "aggregator".to_string()),
+        }
+    }
+
+    /// Reads a secret named by `spec`: a file path, or `credential:NAME` for a systemd credential.
+    pub fn read_secret(&self, what: &str, spec: &str) -> Result<String, ConfigError> {
+        let path = self.secret_path(spec);
+        let err = |why: String| ConfigError::Secret {
+            what: what.to_string(),
+            path: path.display().to_string(),
+            why,
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| err(e.to_string()))?;
+        let s = text.trim().to_string();
+        if s.is_empty() {
+            return Err(err("the file is empty".into()));
+        }
+        Ok(s)
+    }
+
+    fn secret_path(&self, spec: &str) -> PathBuf {
+        match spec.strip_prefix("credential:") {
+            Some(name) => PathBuf::from(
+                std::env::var("CREDENTIALS_DIRECTORY")
+                    .unwrap_or_else(|_| "/run/credentials/payterm.service".into()),
+            )
+            .join(name),
+            None => self.resolve(spec),
+        }
+    }
+
+    /// The device key for fingerprints, created with mode 0600 on first use.
+    pub fn device_key(&self) -> Result<Vec<u8>, ConfigError> {
+        let spec = self
+            .file
+            .terminal
+            .device_key_file
+            .clone()
+            .unwrap_or_else(|| {
+                self.journal_path()
+                    .with_file_name("device.key")
+                    .display()
+                    .to_string()
+            });
+        let path = self.secret_path(&spec);
+        if let Ok(k) = std::fs::read(&path) {
+            if k.len() >= 16 {
+                return Ok(k);
+            }
+        }
+        use rand::RngCore;
+        let mut k = vec![0u8; 32];
+        rand::thread_rng().fill_bytes(&mut k);
+        if let Some(d) = path.parent() {
+            let _ = std::fs::create_dir_all(d);
+        }
+        write_private(&path, &k).map_err(|e| ConfigError::Secret {
+            what: "device key".into(),
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })?;
+        Ok(k)
+    }
+
+    /// Every problem found, errors first. Nothing is sent anywhere.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut v = Vec::new();
+        let f = &self.file;
+        let t = &f.terminal;
+        if t.id.is_empty() || t.id.len() > 12 || !t.id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            v.push(Problem::error(
+                "terminal.id",
+                format!(
+                    "{:?} must be 1 to 12 letters or digits (it starts every order number)",
+                    t.id
+                ),
+            ));
+        }
+        if t.locale != "zh" && t.locale != "en" {
+            v.push(Problem::error(
+                "terminal.locale",
+                "must be \"zh\" or \"en\"",
+            ));
+        }
+        for (name, val) in [
+            ("limits.max_amount", &f.limits.max_amount),
+            ("limits.max_uncertain", &f.limits.max_uncertain),
+        ] {
+            if let Err(e) = Amount::parse_yuan(val) {
+                v.push(Problem::error(name, e.to_string()));
+            }
+        }
+        if f.limits.max_open == 0 {
+            v.push(Problem::error("limits.max_open", "must be at least 1"));
+        }
+        if f.recovery.rate_per_s <= 0.0 {
+            v.push(Problem::error("recovery.rate_per_s", "must be positive"));
+        }
+        for (wallet, gw) in &f.routes {
+            if Wallet::from_paytype(wallet).is_none() {
+                v.push(Problem::error(
+                    format!("routes.{wallet}"),
+                    "is not a wallet; use WECHAT, ALIPAY, UNIONPAY, JDPAY, QQ, BESTPAY or ECNY",
+                ));
+            }
+            let known = gw == "none" || (gw == "aggregator" && f.gateways.aggregator.is_some());
+            if !known {
+                v.push(Problem::error(
+                    format!("routes.{wallet}"),
+                    format!("names gateway {gw:?}, which is not configured under [gateways]"),
+                ));
+            }
+        }
+        match &f.gateways.aggregator {
+            None => v.push(Problem::warning(
+                "gateways.aggregator",
+                "no aggregator is configured: WeChat, Alipay and other wallet codes have no route",
+            )),
+            Some(a) => {
+                if url::Url::parse(&a.base_url).is_err() {
+                    v.push(Problem::error(
+                        "gateways.aggregator.base_url",
+                        format!("{:?} is not a URL", a.base_url),
+                    ));
+                } else if a.base_url.starts_with("http://") && !t.sandbox {
+                    v.push(Problem::warning(
+                        "gateways.aggregator.base_url",
+                        "uses plain http: payment traffic must use https outside the sandbox",
+                    ));
+                }
+                for p in a.policy.problems() {
+                    v.push(Problem::error("gateways.aggregator.policy", p));
+                }
+                self.check_secret(&mut v, "gateways.aggregator.key_file", &a.key_file);
+                if let Some(u) = &a.notify_url {
+                    if url::Url::parse(u).is_err() {
+                        v.push(Problem::error(
+                            "gateways.aggregator.notify_url",
+                            "is not a URL",
+                        ));
+                    }
+                }
+            }
+        }
+        let ecr = &f.ecr.listen;
+        if !ecr.starts_with("unix:") {
+            match ecr.parse::<std::net::SocketAddr>() {
+                Err(_) => v.push(Problem::error("ecr.listen", format!("{ecr:?} is neither unix:PATH nor IP:PORT"))),
+                Ok(addr) if !addr.ip().is_loopback() && f.ecr.token_file.is_none() => v.push(Problem::error(
+                    "ecr.listen",
+                    "listens beyond loopback without ecr.token_file: cash registers must present a token",
+                )),
+                Ok(_) => {}
+            }
+        }
+        if let Some(b) = &f.board {
+            if !self.resolve(b).exists() {
+                v.push(Problem::error(
+                    "board",
+                    format!(
+                        "the board profile {} does not exist",
+                        self.resolve(b).display()
+                    ),
+                ));
+            }
+        }
+        v.sort_by_key(|p| p.severity != Severity::Error);
+        v
+    }
+
+    fn check_secret(&self, v: &mut Vec<Problem>, field: &str, spec: &str) {
+        let path = self.secret_path(spec);
+        match std::fs::metadata(&path) {
+            Err(e) => v.push(Problem::error(
+                field,
+                format!("cannot read {}: {e}", path.display()),
+            )),
+            Ok(m) => {
+                use std::os::unix::fs::PermissionsExt;
+                if m.permissions().mode() & 0o004 != 0 {
+                    let p = format!(
+                        "{} is readable by every user; run `chmod 600 {}`",
+                        path.display(),
+                        path.display()
+                    );
+                    v.push(if self.file.terminal.sandbox {
+                        Problem::warning(
+                            field,
+                            format!("{p} (accepted: this is a sandbox configuration)"),
+                        )
+                    } else {
+                        Problem::error(field, p)
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub severity: Severity,
+    pub field: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn error(field: impl Into<String>, message: impl Into<String>) -> Problem {
+        Problem {
+            severity: Severity::Error,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn warning(field: impl Into<String>, message: impl Into<String>) -> Problem {
+        Problem {
+            severity: Severity::Warning,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{s}: {}: {}", self.field, self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = r#"
+[terminal]
+id = "T01"
+[journal]
+path = "j.db"
+[gateways.aggregator]
+base_url = "http://127.0.0.1:8917"
+agent_id = "1"
+mch_id = "2"
+key_file = "agg.key"
+"#;
+
+    #[test]
+    fn explains_each_mistake() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        let bad = MIN.replace("\"T01\"", "\"T-01\"").replace(
+            "[journal]",
+            "[routes]\nWECHAT = \"acp\"\nFOO = \"aggregator\"\n[journal]",
+        );
+        let e = Config::parse(&bad, &p).unwrap_err().to_string();
+        assert!(e.contains("terminal.id"), "{e}");
+        assert!(e.contains("routes.WECHAT"), "{e}");
+        assert!(e.contains("routes.FOO"), "{e}");
+        assert!(e.contains("agg.key"), "{e}");
+        let typo = MIN.replace("mch_id", "merchant_id");
+        assert!(
+            Config::parse(&typo, &p)
+                .unwrap_err()
+                .to_string()
+                .contains("merchant_id")
+        );
+    }
+
+    #[test]
+    fn world_readable_keys_are_refused_outside_the_sandbox() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("agg.key");
+        std::fs::write(&key, "k").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let p = dir.path().join("c.toml");
+        let e = Config::parse(MIN, &p).unwrap_err().to_string();
+        assert!(e.contains("chmod 600"), "{e}");
+        let sandbox = MIN.replace("id = \"T01\"", "id = \"T01\"\nsandbox = true");
+        let c = Config::parse(&sandbox, &p).unwrap();
+        assert!(c.problems().iter().any(|p| p.severity == Severity::Warning));
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let c = Config::parse(MIN, &p).unwrap();
+        assert_eq!(c.read_secret("key", "agg.key").unwrap(), "k");
+        assert_eq!(c.route(Wallet::Wechat).as_deref(), Some("aggregator"));
+        assert_eq!(c.route(Wallet::Ecny), None);
+        let k1 = c.device_key().unwrap();
+        assert_eq!(c.device_key().unwrap(), k1, "created once, then read back");
+    }
+}

@@ -13,7 +13,7 @@ use sha2::Sha256;
 use thiserror::Error;
 
 /// The wallet a code belongs to. The string form is the aggregator's `paytype` where it has one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Wallet {
     Wechat,
@@ -94,8 +94,18 @@ pub fn default_rules() -> Vec<CodeRule> {
         max_len,
     };
     vec![
-        r(Wallet::Wechat, &["10", "11", "12", "13", "14", "15"], 18, 18),
-        r(Wallet::Alipay, &["25", "26", "27", "28", "29", "30"], 16, 24),
+        r(
+            Wallet::Wechat,
+            &["10", "11", "12", "13", "14", "15"],
+            18,
+            18,
+        ),
+        r(
+            Wallet::Alipay,
+            &["25", "26", "27", "28", "29", "30"],
+            16,
+            24,
+        ),
         r(Wallet::Unionpay, &["62"], 19, 19),
         r(Wallet::Jdpay, &["18"], 18, 18),
         r(Wallet::Qq, &["91"], 18, 18),
@@ -109,9 +119,13 @@ pub fn default_rules() -> Vec<CodeRule> {
 pub enum CodeError {
     #[error("the scanned code is empty")]
     Empty,
-    #[error("the scanned code {0} is not a payment code (payment codes are digits only); ask the customer to show the payment code, not a QR link")]
+    #[error(
+        "the scanned code {0} is not a payment code (payment codes are digits only); ask the customer to show the payment code, not a QR link"
+    )]
     NotDigits(String),
-    #[error("the scanned code {0} matches no wallet's payment code (wrong length or prefix); ask the customer to refresh the code and scan again")]
+    #[error(
+        "the scanned code {0} matches no wallet's payment code (wrong length or prefix); ask the customer to refresh the code and scan again"
+    )]
     Unknown(String),
 }
 
@@ -222,11 +236,26 @@ mod tests {
     #[test]
     fn refuses_codes_that_match_nothing() {
         assert_eq!(classify(""), Err(CodeError::Empty));
-        assert!(matches!(classify("13456789012345678"), Err(CodeError::Unknown(_)))); // 17 digits
-        assert!(matches!(classify("164567890123456789"), Err(CodeError::Unknown(_)))); // prefix 16
-        assert!(matches!(classify("254567890123456"), Err(CodeError::Unknown(_)))); // 15 digits
-        assert!(matches!(classify("https://qr.alipay.com/x"), Err(CodeError::NotDigits(_))));
-        assert!(matches!(classify("13456789012345678a"), Err(CodeError::NotDigits(_))));
+        assert!(matches!(
+            classify("13456789012345678"),
+            Err(CodeError::Unknown(_))
+        )); // 17 digits
+        assert!(matches!(
+            classify("164567890123456789"),
+            Err(CodeError::Unknown(_))
+        )); // prefix 16
+        assert!(matches!(
+            classify("254567890123456"),
+            Err(CodeError::Unknown(_))
+        )); // 15 digits
+        assert!(matches!(
+            classify("https://qr.alipay.com/x"),
+            Err(CodeError::NotDigits(_))
+        ));
+        assert!(matches!(
+            classify("13456789012345678a"),
+            Err(CodeError::NotDigits(_))
+        ));
     }
 
     #[test]

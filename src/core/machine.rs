@@ -440,7 +440,9 @@ pub fn apply(a: &Attempt, policy: &Policy, op: Op, reply: &Reply, now: i64) -> S
         (AttemptState::ReverseIntent | AttemptState::SafPending, Op::Query) => {
             // Only asked once the cancel window has closed: what happened to the money decides.
             match reply {
-                Reply::Paid => refund_or_review(b, policy, "paid, and the cancel window has closed"),
+                Reply::Paid => {
+                    refund_or_review(b, policy, "paid, and the cancel window has closed")
+                }
                 Reply::Refunded => settle(
                     b,
                     AttemptState::Reversed,
@@ -483,10 +485,7 @@ pub fn apply(a: &Attempt, policy: &Policy, op: Op, reply: &Reply, now: i64) -> S
             // recorded but changes nothing: the query path will establish the truth.
             Step::new(
                 b,
-                format!(
-                    "ignored a {} reply in {state}: {what}",
-                    op.as_str()
-                ),
+                format!("ignored a {} reply in {state}: {what}", op.as_str()),
             )
         }
     }
@@ -527,10 +526,7 @@ fn retry_fence(mut b: Attempt, policy: &Policy, now: i64, what: &str) -> Step {
         b.state = AttemptState::SafPending;
         b.saf_tries = 0;
         b.next_at_ms = Some(now + policy.saf_delay(0) as i64);
-        Step::new(
-            b,
-            format!("{what}; moved to the store-and-forward queue"),
-        )
+        Step::new(b, format!("{what}; moved to the store-and-forward queue"))
     } else {
         b.next_at_ms = Some(now + policy.reverse_delay(b.reverse_tries) as i64);
         Step::new(b, format!("{what}; will retry"))
@@ -541,9 +537,7 @@ fn retry_fence(mut b: Attempt, policy: &Policy, now: i64, what: &str) -> Step {
 /// while its window is open. Returns `None` when there is nothing to cancel.
 pub fn cancel_requested(a: &Attempt, now: i64) -> Option<Step> {
     match a.state {
-        AttemptState::Querying | AttemptState::Paid => {
-            Some(fence(a, now, "cancel requested"))
-        }
+        AttemptState::Querying | AttemptState::Paid => Some(fence(a, now, "cancel requested")),
         _ => None,
     }
 }

@@ -153,16 +153,46 @@ mod tests {
     #[test]
     fn refuses_what_would_be_a_different_charge() {
         assert_eq!(Amount::parse_yuan(""), Err(AmountError::Empty));
-        assert!(matches!(Amount::parse_yuan("0"), Err(AmountError::NotPositive(_))));
-        assert!(matches!(Amount::parse_yuan("0.00"), Err(AmountError::NotPositive(_))));
-        assert!(matches!(Amount::parse_yuan("-1"), Err(AmountError::NotPositive(_))));
-        assert!(matches!(Amount::parse_yuan("1.234"), Err(AmountError::TooPrecise(_))));
-        assert!(matches!(Amount::parse_yuan("1e3"), Err(AmountError::NotANumber(_))));
-        assert!(matches!(Amount::parse_yuan("1,000"), Err(AmountError::NotANumber(_))));
-        assert!(matches!(Amount::parse_yuan("1."), Err(AmountError::NotANumber(_))));
-        assert!(matches!(Amount::parse_yuan("."), Err(AmountError::NotANumber(_))));
-        assert!(matches!(Amount::parse_yuan("+1"), Err(AmountError::NotANumber(_))));
-        assert!(matches!(Amount::parse_yuan("１２"), Err(AmountError::NotANumber(_))));
+        assert!(matches!(
+            Amount::parse_yuan("0"),
+            Err(AmountError::NotPositive(_))
+        ));
+        assert!(matches!(
+            Amount::parse_yuan("0.00"),
+            Err(AmountError::NotPositive(_))
+        ));
+        assert!(matches!(
+            Amount::parse_yuan("-1"),
+            Err(AmountError::NotPositive(_))
+        ));
+        assert!(matches!(
+            Amount::parse_yuan("1.234"),
+            Err(AmountError::TooPrecise(_))
+        ));
+        assert!(matches!(
+            Amount::parse_yuan("1e3"),
+            Err(AmountError::NotANumber(_))
+        ));
+        assert!(matches!(
+            Amount::parse_yuan("1,000"),
+            Err(AmountError::NotANumber(_))
+        ));
+        assert!(matches!(
+            Amount::parse_yuan("1."),
+            Err(AmountError::NotANumber(_))
+        ));
+        assert!(matches!(
+            Amount::parse_yuan("."),
+            Err(AmountError::NotANumber(_))
+        ));
+        assert!(matches!(
+            Amount::parse_yuan("+1"),
+            Err(AmountError::NotANumber(_))
+        ));
+        assert!(matches!(
+            Amount::parse_yuan("１２"),
+            Err(AmountError::NotANumber(_))
+        ));
         assert!(matches!(
             Amount::parse_yuan("99999999999999999999"),
             Err(AmountError::Overflow(_))

@@ -170,7 +170,10 @@ mod tests {
     fn query_schedule_repeats_the_last_delay() {
         let p = Policy::acp();
         let d: Vec<u64> = (0..8).map(|n| p.query_delay(n)).collect();
-        assert_eq!(d, [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 32_000, 32_000]);
+        assert_eq!(
+            d,
+            [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 32_000, 32_000]
+        );
         assert_eq!(Policy::aggregator().query_delay(7), 5_000);
     }
 

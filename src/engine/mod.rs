@@ -1,1 +1,798 @@
-//! placeholder
+//! The engine: runs the pure state machine against the journal and the gateways.
+//!
+//! For each attempt it asks `core::machine::next` what is needed, persists every change in the
+//! journal *before* the request that follows it, sends requests through the attempt's gateway,
+//! and feeds replies to `core::machine::apply`. It owns the guards that need storage (capacity,
+//! clock, duplicate scans, fencing), refunds, notifications and recovery. It never decides an
+//! outcome itself and never holds a payment code beyond the pay request that needs it.
+
+pub mod recovery;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use thiserror::Error;
+
+use crate::config::Config;
+use crate::core::authcode::{CodeError, CodeRule, Wallet, fingerprint};
+use crate::core::machine::{self, AttemptState, Next, Op, Reply, Step};
+use crate::core::money::{Amount, AmountError};
+use crate::core::policy::Policy;
+use crate::failpoint;
+use crate::gateway::aggregator::Aggregator;
+use crate::gateway::{
+    AttemptRef, Credential, Gateway, GatewayReply, Method, OrderDetails, RefundOutcome, RefundRef,
+};
+use crate::journal::{
+    AttemptRow, Journal, JournalError, NewAttempt, RefundRow, RefundState, StepExtra,
+};
+use crate::util;
+
+pub use recovery::RecoveryReport;
+
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Amount(#[from] AmountError),
+    #[error(transparent)]
+    Code(#[from] CodeError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(
+        "no gateway takes {0} payments on this terminal; add a route for it in the configuration"
+    )]
+    NoRoute(String),
+    #[error("gateway {0:?} is not configured")]
+    UnknownGateway(String),
+    #[error("new sales are paused: {0}")]
+    Paused(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error("order id {0:?} is not valid: use 1 to 32 letters, digits, '_' or '-'")]
+    BadOrderId(String),
+}
+
+impl EngineError {
+    /// Whether this is the caller's mistake (exit 1) rather than a refusal about money.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            EngineError::Amount(_)
+                | EngineError::Code(_)
+                | EngineError::BadOrderId(_)
+                | EngineError::UnknownGateway(_)
+        )
+    }
+}
+
+/// The gateways this terminal can use, by name.
+#[derive(Clone, Default)]
+pub struct Gateways(BTreeMap<String, Arc<dyn Gateway>>);
+
+impl Gateways {
+    pub fn insert(&mut self, name: &str, g: Arc<dyn Gateway>) {
+        self.0.insert(name.to_string(), g);
+    }
+
+    pub fn get(&self, name: &str) -> Result<Arc<dyn Gateway>, EngineError> {
+        self.0
+            .get(name)
+            .cloned()
+            .ok_or_else(|| EngineError::UnknownGateway(name.to_string()))
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.0.keys().cloned().collect()
+    }
+
+    /// Builds every configured gateway, reading its secrets.
+    pub fn from_config(cfg: &Config) -> Result<Gateways, crate::config::ConfigError> {
+        let mut g = Gateways::default();
+        if let Some(a) = &cfg.file.gateways.aggregator {
+            let key = cfg.read_secret("aggregator key", &a.key_file)?;
+            g.insert("aggregator", Arc::new(Aggregator::new(a.clone(), key)));
+        }
+        Ok(g)
+    }
+}
+
+/// What the engine needs from configuration.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub terminal_id: String,
+    pub device_key: Vec<u8>,
+    pub code_rules: Vec<CodeRule>,
+    pub routes: BTreeMap<Wallet, String>,
+    pub max_amount: Amount,
+    pub max_open: usize,
+    pub max_uncertain: Amount,
+    pub max_open_age_ms: i64,
+    pub duplicate_window_ms: i64,
+    pub clock_jump_ms: i64,
+    pub rate_per_s: f64,
+}
+
+impl Settings {
+    pub fn from_config(cfg: &Config) -> Result<Settings, crate::config::ConfigError> {
+        let l = &cfg.file.limits;
+        Ok(Settings {
+            terminal_id: cfg.file.terminal.id.clone(),
+            device_key: cfg.device_key()?,
+            code_rules: cfg.code_rules(),
+            routes: Wallet::ALL
+                .into_iter()
+                .filter_map(|w| cfg.route(w).map(|g| (w, g)))
+                .collect(),
+            max_amount: cfg.max_amount(),
+            max_open: l.max_open,
+            max_uncertain: cfg.max_uncertain(),
+            max_open_age_ms: (l.max_open_age_s * 1000) as i64,
+            duplicate_window_ms: (l.duplicate_window_s * 1000) as i64,
+            clock_jump_ms: (l.clock_jump_s * 1000) as i64,
+            rate_per_s: cfg.file.recovery.rate_per_s,
+        })
+    }
+}
+
+/// A request for a payment.
+#[derive(Clone, Debug)]
+pub struct PayRequest {
+    /// The caller's order (sale) id; a new one is made when absent.
+    pub order_id: Option<String>,
+    pub amount: Amount,
+    pub credential: Credential,
+    /// Face and QR payments say the wallet; codes are classified.
+    pub wallet: Option<Wallet>,
+    /// Overrides the route.
+    pub gateway: Option<String>,
+    pub details: OrderDetails,
+}
+
+/// When `drive` stops waiting and returns.
+#[derive(Clone, Copy, Debug)]
+pub struct Patience {
+    /// The longest single wait it will sleep through.
+    pub max_wait_ms: i64,
+    /// Return as soon as the attempt reaches the store-and-forward queue.
+    pub stop_at_saf: bool,
+    /// Treat a stored `next_at` as due now on the first step (`payterm recover`).
+    pub ignore_first_wait: bool,
+}
+
+impl Patience {
+    /// A sale at the counter: wait through the query schedule and the cancel, not through SAF.
+    pub const SALE: Patience = Patience {
+        max_wait_ms: 10 * 60_000,
+        stop_at_saf: true,
+        ignore_first_wait: false,
+    };
+}
+
+/// Progress callback: the attempt after each durable change, with what happened.
+pub type Observer<'a> = &'a mut dyn FnMut(&AttemptRow, &str);
+
+pub struct Engine {
+    journal: Journal,
+    gateways: Gateways,
+    settings: Settings,
+}
+
+/// Makes order numbers of the form TERMINAL + yyMMddHHmmss + 4 random digits (≤ 28 chars).
+pub fn new_out_trade_no(terminal_id: &str, now_ms: i64) -> String {
+    let stamp = util::beijing_stamp(now_ms);
+    let n: u32 = rand::thread_rng().gen_range(0..10_000);
+    format!("{terminal_id}{}{n:04}", &stamp[2..])
+}
+
+fn valid_order_id(s: &str) -> bool {
+    (1..=32).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+impl Engine {
+    pub fn new(journal: Journal, gateways: Gateways, settings: Settings) -> Engine {
+        Engine {
+            journal,
+            gateways,
+            settings,
+        }
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    pub fn journal_mut(&mut self) -> &mut Journal {
+        &mut self.journal
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn gateways(&self) -> &Gateways {
+        &self.gateways
+    }
+
+    fn policy_of(&self, row: &AttemptRow) -> Result<Policy, EngineError> {
+        Ok(self.gateways.get(&row.gateway)?.policy(row.wallet))
+    }
+
+    /// Refuses new sales when the open queue or the clock says so (RELIABILITY.md §7.6–7.7).
+    pub fn sales_allowed(&self, now: i64) -> Result<(), EngineError> {
+        if now < 1_704_067_200_000 {
+            return Err(EngineError::Paused(
+                "the clock is not set (it reads before 2024); sync the time (NTP) first".into(),
+            ));
+        }
+        let (n, sum, oldest) = self.journal.uncertain()?;
+        if n >= self.settings.max_open {
+            return Err(EngineError::Paused(format!(
+                "{n} transactions are still unsettled (limit {}); restore the network or run `payterm recover`",
+                self.settings.max_open
+            )));
+        }
+        if sum >= self.settings.max_uncertain {
+            return Err(EngineError::Paused(format!(
+                "{sum} yuan is still unsettled (limit {})",
+                self.settings.max_uncertain
+            )));
+        }
+        if let Some(o) = oldest {
+            if now - o > self.settings.max_open_age_ms {
+                return Err(EngineError::Paused(format!(
+                    "a transaction has been unsettled for {} minutes; see `payterm journal list --open`",
+                    (now - o) / 60_000
+                )));
+            }
+        }
+        let newest: Option<i64> = self
+            .journal
+            .list(&crate::journal::ListFilter {
+                limit: Some(1),
+                ..Default::default()
+            })?
+            .first()
+            .map(|a| a.updated_ms);
+        if let Some(t) = newest {
+            if t - now > self.settings.clock_jump_ms {
+                return Err(EngineError::Paused(format!(
+                    "the clock went back {} s since the journal's last write; check the time (NTP)",
+                    (t - now) / 1000
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes a payment: checks, journals the attempt, sends it, and drives it until its outcome is
+    /// known or it is safely queued. The returned row says where it ended.
+    pub fn pay(
+        &mut self,
+        req: PayRequest,
+        observe: Observer<'_>,
+    ) -> Result<AttemptRow, EngineError> {
+        let now = util::now_ms();
+        if req.amount.is_zero() {
+            return Err(AmountError::NotPositive("0".into()).into());
+        }
+        if req.amount > self.settings.max_amount {
+            return Err(AmountError::AboveLimit(req.amount, self.settings.max_amount).into());
+        }
+        if let Some(o) = &req.order_id {
+            if !valid_order_id(o) {
+                return Err(EngineError::BadOrderId(o.clone()));
+            }
+        }
+        let (wallet, fp, mask) = match &req.credential {
+            Credential::Code(c) => (
+                Some(c.wallet()),
+                Some(c.fingerprint(&self.settings.device_key)),
+                Some(c.masked()),
+            ),
+            Credential::Face { face_code, .. } => (
+                req.wallet.or(Some(Wallet::Wechat)),
+                Some(fingerprint(&self.settings.device_key, face_code.expose())),
+                Some(face_code.masked()),
+            ),
+            Credential::Qr { .. } => (req.wallet.or(Some(Wallet::Wechat)), None, None),
+        };
+        let gw_name = match (&req.gateway, wallet) {
+            (Some(g), _) => g.clone(),
+            (None, Some(w)) => self
+                .settings
+                .routes
+                .get(&w)
+                .cloned()
+                .ok_or_else(|| EngineError::NoRoute(w.display_name().to_string()))?,
+            (None, None) => return Err(EngineError::NoRoute("these".into())),
+        };
+        let gw = self.gateways.get(&gw_name)?;
+        self.sales_allowed(now)?;
+        let policy = gw.policy(wallet);
+        let mut row = None;
+        for _ in 0..5 {
+            let out_trade_no = new_out_trade_no(&self.settings.terminal_id, now);
+            if self.journal.by_out_trade_no(&out_trade_no)?.is_some() {
+                continue;
+            }
+            let method = match req.credential {
+                Credential::Code(_) => Method::Code,
+                Credential::Face { .. } => Method::Face,
+                Credential::Qr { .. } => Method::Qr,
+            };
+            let mut m = machine::Attempt::new(&policy, now);
+            if method == Method::Qr {
+                // A customer scanning a QR code needs longer than one confirming a password.
+                m.deadline_ms = now + (policy.pay_deadline_ms as i64).max(120_000);
+            }
+            let new = NewAttempt {
+                order_id: req.order_id.clone().unwrap_or_else(|| out_trade_no.clone()),
+                gateway: gw_name.clone(),
+                method,
+                wallet,
+                out_trade_no,
+                amount: req.amount,
+                code_fp: fp.clone(),
+                code_mask: mask.clone(),
+                chan_txn_time: gw.txn_time(now),
+                machine: m,
+                details: req.details.clone(),
+            };
+            row = Some(self.journal.insert_attempt(
+                &new,
+                now,
+                self.settings.duplicate_window_ms,
+            )?);
+            break;
+        }
+        let row =
+            row.ok_or_else(|| EngineError::Refused("could not make a unique order number".into()))?;
+        observe(&row, "attempt journaled");
+        self.drive(
+            row.attempt_id,
+            Some(&req.credential),
+            Patience::SALE,
+            observe,
+        )
+    }
+
+    /// Runs one attempt until it is settled, queued, or needs a longer wait than `patience`.
+    pub fn drive(
+        &mut self,
+        attempt_id: i64,
+        credential: Option<&Credential>,
+        patience: Patience,
+        observe: Observer<'_>,
+    ) -> Result<AttemptRow, EngineError> {
+        let mut credential = credential;
+        let mut first = patience.ignore_first_wait;
+        let mut conflicts = 0;
+        loop {
+            let mut row = self.journal.attempt(attempt_id)?;
+            let policy = self.policy_of(&row)?;
+            let gw = self.gateways.get(&row.gateway)?;
+            if first {
+                row.machine.next_at_ms = None;
+                first = false;
+            }
+            let now = util::now_ms();
+            let result = match machine::next(&row.machine, now, credential.is_some()) {
+                Next::Settled => return Ok(row),
+                Next::WaitUntil(t) => {
+                    if row.machine.state == AttemptState::SafPending && patience.stop_at_saf {
+                        return Ok(row);
+                    }
+                    let wait = t - now;
+                    if wait > patience.max_wait_ms {
+                        return Ok(row);
+                    }
+                    std::thread::sleep(Duration::from_millis(wait.max(1) as u64));
+                    continue;
+                }
+                Next::Commit(step) => self.commit(&row, &step, &StepExtra::default(), now, observe),
+                Next::Send(op) => {
+                    let reply = self.send(&gw, &row, op, credential)?;
+                    if op == Op::Pay {
+                        // The code has done its one job; it is not kept.
+                        credential = None;
+                    }
+                    let now = util::now_ms();
+                    let step = machine::apply(&row.machine, &policy, op, &reply.reply, now);
+                    failpoint::hit(if op == Op::Reverse { "C6" } else { "C3" });
+                    let extra = StepExtra {
+                        op: Some(op),
+                        detail: &reply.detail,
+                        chan_trade_no: reply.chan_trade_no.as_deref(),
+                        code_url: reply.code_url.as_deref(),
+                    };
+                    self.commit(&row, &step, &extra, now, observe)
+                }
+            };
+            match result {
+                Ok(r) => {
+                    if r.machine.state == AttemptState::Querying {
+                        failpoint::hit("C4");
+                    }
+                    if r.machine.state == AttemptState::ReverseIntent {
+                        failpoint::hit("C5");
+                    }
+                    if r.machine.state == AttemptState::SafPending && patience.stop_at_saf {
+                        return Ok(r);
+                    }
+                }
+                Err(EngineError::Journal(JournalError::Conflict)) if conflicts < 20 => {
+                    // Another process moved this attempt; re-read and continue from its state.
+                    conflicts += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn commit(
+        &mut self,
+        row: &AttemptRow,
+        step: &Step,
+        extra: &StepExtra<'_>,
+        now: i64,
+        observe: Observer<'_>,
+    ) -> Result<AttemptRow, EngineError> {
+        let r = self
+            .journal
+            .commit_step(row.attempt_id, row.version, step, extra, now)?;
+        if step.alarm {
+            tracing::warn!(order = %r.order_id, out_trade_no = %r.out_trade_no, "{}", step.note);
+        } else {
+            tracing::info!(order = %r.order_id, out_trade_no = %r.out_trade_no, state = %r.machine.state, "{}", step.note);
+        }
+        observe(&r, &step.note);
+        Ok(r)
+    }
+
+    fn attempt_ref(row: &AttemptRow) -> AttemptRef {
+        AttemptRef {
+            out_trade_no: row.out_trade_no.clone(),
+            amount: row.amount,
+            wallet: row.wallet,
+            method: row.method,
+            chan_txn_time: row.chan_txn_time.clone(),
+            created_ms: row.machine.created_ms,
+            chan_trade_no: row.chan_trade_no.clone(),
+            details: row.details.clone(),
+        }
+    }
+
+    fn send(
+        &mut self,
+        gw: &Arc<dyn Gateway>,
+        row: &AttemptRow,
+        op: Op,
+        credential: Option<&Credential>,
+    ) -> Result<GatewayReply, EngineError> {
+        let a = Self::attempt_ref(row);
+        Ok(match op {
+            Op::Pay => {
+                failpoint::hit("C1");
+                let Some(c) = credential else {
+                    return Ok(GatewayReply::new(
+                        Reply::unknown("no credential"),
+                        "restart",
+                    ));
+                };
+                let r = gw.pay(&a, c);
+                failpoint::hit("C2");
+                r
+            }
+            Op::Query => gw.query(&a),
+            Op::Reverse => gw.reverse(&a),
+            Op::Refund => {
+                let refund = self.fence_refund(row)?;
+                let r = RefundRef {
+                    out_refund_no: refund.out_refund_no.clone(),
+                    amount: refund.amount,
+                    order_total: row.amount,
+                };
+                let reply = gw.refund_fence(&a, &r);
+                let now = util::now_ms();
+                let (state, note) = match &reply.reply {
+                    Reply::Paid => (RefundState::Done, "refunded".to_string()),
+                    Reply::Refused { why } => (RefundState::Failed, why.clone()),
+                    other => (RefundState::Unknown, other.describe()),
+                };
+                self.journal
+                    .update_refund(refund.refund_id, state, None, &note, now)?;
+                reply
+            }
+        })
+    }
+
+    /// The full refund that fences an attempt after its cancel window, journaled once.
+    fn fence_refund(&mut self, row: &AttemptRow) -> Result<RefundRow, EngineError> {
+        let existing = self.journal.refunds_for(row.attempt_id)?;
+        if let Some(r) = existing.iter().find(|r| r.kind == "fence") {
+            return Ok(r.clone());
+        }
+        let taken: u64 = existing
+            .iter()
+            .filter(|r| r.state != RefundState::Failed)
+            .map(|r| r.amount.fen())
+            .sum();
+        let left = row.amount.fen().saturating_sub(taken);
+        let no = refund_number(&row.out_trade_no, 'F', 0);
+        Ok(self.journal.refund_intent(
+            row.attempt_id,
+            &no,
+            Amount::from_fen(left.max(1)),
+            "fence",
+            util::now_ms(),
+        )?)
+    }
+
+    /// The newest attempt of an order (or the attempt with this out_trade_no).
+    pub fn latest(&self, name: &str) -> Result<AttemptRow, EngineError> {
+        let mut v = self.journal.find(name)?;
+        let paid = v.iter().position(|a| a.machine.state == AttemptState::Paid);
+        Ok(match paid {
+            Some(i) => v.swap_remove(i),
+            None => v.pop().ok_or_else(|| JournalError::NotFound(name.into()))?,
+        })
+    }
+
+    /// Asks the gateway about an order now, without changing the journal.
+    pub fn query(&self, name: &str) -> Result<(AttemptRow, GatewayReply), EngineError> {
+        let row = self.latest(name)?;
+        let gw = self.gateways.get(&row.gateway)?;
+        let r = gw.query(&Self::attempt_ref(&row));
+        Ok((row, r))
+    }
+
+    /// Cancels an order: an unsettled attempt is fenced, a paid one reversed while its window
+    /// is open (after that, use a refund).
+    pub fn cancel(&mut self, name: &str, observe: Observer<'_>) -> Result<AttemptRow, EngineError> {
+        let row = self.latest(name)?;
+        let now = util::now_ms();
+        match row.machine.state {
+            AttemptState::PayIntent => {
+                return Err(EngineError::Refused(format!(
+                    "{} is waiting for its pay reply; it will be queried and fenced by itself (or run `payterm recover`)",
+                    row.out_trade_no
+                )));
+            }
+            AttemptState::Paid => {
+                if !self.journal.refunds_for(row.attempt_id)?.is_empty() {
+                    return Err(EngineError::Refused(format!(
+                        "order {} already has refunds; cancel is for whole, unrefunded orders — refund the rest instead",
+                        row.order_id
+                    )));
+                }
+                if row.machine.reverse_until_ms.is_some_and(|u| now > u) {
+                    return Err(EngineError::Refused(format!(
+                        "the cancel window of order {} closed at {}; refund it instead: payterm refund {} --amount {}",
+                        row.order_id,
+                        util::beijing_human(row.machine.reverse_until_ms.unwrap_or(0)),
+                        row.order_id,
+                        row.amount
+                    )));
+                }
+            }
+            AttemptState::Querying => {}
+            s if s.is_final() => {
+                return Err(EngineError::Refused(format!(
+                    "order {} is already {}; nothing to cancel",
+                    row.order_id, s
+                )));
+            }
+            _ => {}
+        }
+        let mut row = row;
+        if let Some(step) = machine::cancel_requested(&row.machine, now) {
+            row = self.commit(&row, &step, &StepExtra::default(), now, observe)?;
+        }
+        self.drive(
+            row.attempt_id,
+            None,
+            Patience {
+                ignore_first_wait: true,
+                ..Patience::SALE
+            },
+            observe,
+        )
+    }
+
+    /// Refunds part or all of a paid order. Refused locally, before any request, when it would
+    /// exceed what remains.
+    pub fn refund(
+        &mut self,
+        name: &str,
+        amount: Amount,
+        out_refund_no: Option<String>,
+    ) -> Result<RefundRow, EngineError> {
+        let row = self.latest(name)?;
+        if row.machine.state != AttemptState::Paid {
+            return Err(EngineError::Refused(format!(
+                "order {} is {}, not paid; only paid orders are refunded",
+                row.order_id, row.machine.state
+            )));
+        }
+        let no = match out_refund_no {
+            Some(n) => {
+                if !crate::gateway::aggregator::valid_out_trade_no(&n) {
+                    return Err(EngineError::Refused(format!(
+                        "refund id {n:?} must be 5 to 32 letters, digits or '_'"
+                    )));
+                }
+                n
+            }
+            None => {
+                let count = self.journal.refunds_for(row.attempt_id)?.len();
+                refund_number(&row.out_trade_no, 'R', count + 1)
+            }
+        };
+        let now = util::now_ms();
+        let refund = self
+            .journal
+            .refund_intent(row.attempt_id, &no, amount, "manual", now)?;
+        if refund.state.is_final() {
+            return Ok(refund);
+        }
+        self.send_refund(&row, &refund)
+    }
+
+    fn send_refund(
+        &mut self,
+        row: &AttemptRow,
+        refund: &RefundRow,
+    ) -> Result<RefundRow, EngineError> {
+        let gw = self.gateways.get(&row.gateway)?;
+        let r = RefundRef {
+            out_refund_no: refund.out_refund_no.clone(),
+            amount: refund.amount,
+            order_total: row.amount,
+        };
+        let outcome = gw.refund(&Self::attempt_ref(row), &r);
+        self.record_refund(refund, outcome)
+    }
+
+    fn record_refund(
+        &mut self,
+        refund: &RefundRow,
+        outcome: RefundOutcome,
+    ) -> Result<RefundRow, EngineError> {
+        let now = util::now_ms();
+        let (state, chan, note) = match outcome {
+            RefundOutcome::Done { chan_refund_no } => {
+                (RefundState::Done, chan_refund_no, "refunded".to_string())
+            }
+            RefundOutcome::Processing => (RefundState::Processing, None, "processing".to_string()),
+            RefundOutcome::Failed { code, reason } => {
+                (RefundState::Failed, None, format!("{code} {reason}"))
+            }
+            RefundOutcome::Unknown { why } => (RefundState::Unknown, None, why),
+        };
+        Ok(self
+            .journal
+            .update_refund(refund.refund_id, state, chan.as_deref(), &note, now)?)
+    }
+
+    /// Asks the gateway about a refund and records the answer.
+    pub fn refund_query(&mut self, out_refund_no: &str) -> Result<RefundRow, EngineError> {
+        let refund = self
+            .journal
+            .refund_by_no(out_refund_no)?
+            .ok_or_else(|| JournalError::NotFound(out_refund_no.to_string()))?;
+        let row = self.journal.attempt(refund.attempt_id)?;
+        let gw = self.gateways.get(&row.gateway)?;
+        let outcome = gw.refund_query(&Self::attempt_ref(&row), out_refund_no);
+        if refund.state.is_final()
+            && !matches!(
+                outcome,
+                RefundOutcome::Done { .. } | RefundOutcome::Failed { .. }
+            )
+        {
+            return Ok(refund);
+        }
+        self.record_refund(&refund, outcome)
+    }
+
+    /// Re-sends a refund whose outcome is unknown (same number: the gateway refunds once).
+    pub fn settle_refund(&mut self, refund: &RefundRow) -> Result<RefundRow, EngineError> {
+        let q = self.refund_query(&refund.out_refund_no)?;
+        if q.state == RefundState::Unknown || q.state == RefundState::Intent {
+            let row = self.journal.attempt(refund.attempt_id)?;
+            return self.send_refund(&row, &q);
+        }
+        Ok(q)
+    }
+
+    /// Handles a pre-order result notification: verifies it, checks it against the journal,
+    /// records it, and returns the body to answer — `success` only once the result is durable.
+    pub fn notification(
+        &mut self,
+        gateway: &str,
+        body: &[u8],
+        observe: Observer<'_>,
+    ) -> &'static str {
+        let result = self.gateways.get(gateway).and_then(|gw| {
+            gw.verify_notification(body)
+                .map_err(|e| EngineError::Refused(format!("notification refused: {e}")))
+        });
+        let digest = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(body))
+        };
+        match result.and_then(|n| self.apply_notification(&n, &digest, observe)) {
+            Ok(()) => "success",
+            Err(e) => {
+                tracing::warn!(gateway, "{e}");
+                "fail"
+            }
+        }
+    }
+
+    /// A notification already verified by the aggregator client.
+    pub fn apply_notification(
+        &mut self,
+        n: &crate::gateway::Notice,
+        digest: &str,
+        observe: Observer<'_>,
+    ) -> Result<(), EngineError> {
+        let now = util::now_ms();
+        let row = self
+            .journal
+            .by_out_trade_no(&n.out_trade_no)?
+            .ok_or_else(|| {
+                EngineError::Refused(format!("notification for unknown order {}", n.out_trade_no))
+            })?;
+        let fresh = self.journal.record_notification(
+            &row.gateway,
+            &n.out_trade_no,
+            digest,
+            if n.paid { "paid" } else { "not paid" },
+            now,
+        )?;
+        if !fresh {
+            return Ok(());
+        }
+        if n.amount != row.amount {
+            let mut m = row.machine.clone();
+            if m.state.needs_work() || m.state == AttemptState::Paid {
+                m.state = AttemptState::ManualReview;
+                m.next_at_ms = None;
+            }
+            let step = Step {
+                attempt: m,
+                note: format!(
+                    "notification says {} yuan for an order of {}: not believed; a person must check",
+                    n.amount, row.amount
+                ),
+                alarm: true,
+            };
+            self.commit(&row, &step, &StepExtra::default(), now, observe)?;
+            return Ok(());
+        }
+        if n.paid && row.machine.state == AttemptState::Querying {
+            let policy = self.policy_of(&row)?;
+            let step = machine::apply(&row.machine, &policy, Op::Query, &Reply::Paid, now);
+            let extra = StepExtra {
+                op: Some(Op::Query),
+                detail: "signed notification",
+                chan_trade_no: n.chan_trade_no.as_deref(),
+                code_url: None,
+            };
+            self.commit(&row, &step, &extra, now, observe)?;
+        }
+        Ok(())
+    }
+}
+
+/// A refund number derived from the order number: at most 32 characters, unique per index.
+pub fn refund_number(out_trade_no: &str, kind: char, n: usize) -> String {
+    let suffix = format!("{kind}{n}");
+    let keep = 32usize.saturating_sub(suffix.len()).min(out_trade_no.len());
+    format!("{}{suffix}", &out_trade_no[..keep])
+}

@@ -80,9 +80,14 @@ impl fmt::Debug for FaceCode {
 #[derive(Clone, Debug)]
 pub enum Credential {
     Code(AuthCode),
-    Face { face_code: FaceCode, openid: String },
+    Face {
+        face_code: FaceCode,
+        openid: String,
+    },
     /// Pre-order: the customer scans; `notify_url` is where the gateway reports the result.
-    Qr { notify_url: Option<String> },
+    Qr {
+        notify_url: Option<String>,
+    },
 }
 
 /// Optional order details the gateways carry through (goods, attach, operator, store, device).
@@ -154,6 +159,15 @@ pub enum RefundOutcome {
     Unknown { why: String },
 }
 
+/// A verified result notification: a hint, which the journal checks before believing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    pub out_trade_no: String,
+    pub amount: Amount,
+    pub paid: bool,
+    pub chan_trade_no: Option<String>,
+}
+
 #[derive(Debug, Error)]
 pub enum GatewayError {
     #[error("{0}")]
@@ -195,5 +209,12 @@ pub trait Gateway: Send + Sync {
         }
     }
     fn refund(&self, a: &AttemptRef, r: &RefundRef) -> RefundOutcome;
+    /// Verifies a result notification posted by the gateway.
+    fn verify_notification(&self, _body: &[u8]) -> Result<Notice, String> {
+        Err(format!(
+            "{} sends no notifications payterm accepts",
+            self.name()
+        ))
+    }
     fn refund_query(&self, a: &AttemptRef, out_refund_no: &str) -> RefundOutcome;
 }

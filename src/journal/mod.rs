@@ -30,19 +30,29 @@ pub enum JournalError {
         "the journal at {path} failed its integrity check ({detail}); payterm is in safe mode and takes no new payments. The file is kept as it is: copy it away, then run `payterm recover` to export the open attempts"
     )]
     Damaged { path: String, detail: String },
-    #[error("the journal at {path} was written by a newer payterm (schema {found}, this one knows {known}); upgrade payterm")]
-    TooNew { path: String, found: i64, known: i64 },
+    #[error(
+        "the journal at {path} was written by a newer payterm (schema {found}, this one knows {known}); upgrade payterm"
+    )]
+    TooNew {
+        path: String,
+        found: i64,
+        known: i64,
+    },
     #[error("no attempt or order named {0} in the journal")]
     NotFound(String),
     #[error("order {order} is already paid (attempt {out_trade_no}); nothing more to take")]
     AlreadyPaid { order: String, out_trade_no: String },
-    #[error("order {order} still has an attempt being resolved ({out_trade_no}, {state}); wait for it to finish or be cancelled before taking another code")]
+    #[error(
+        "order {order} still has an attempt being resolved ({out_trade_no}, {state}); wait for it to finish or be cancelled before taking another code"
+    )]
     OpenAttempt {
         order: String,
         out_trade_no: String,
         state: String,
     },
-    #[error("this payment code ({mask}) was already scanned {secs} s ago; ask the customer to refresh it")]
+    #[error(
+        "this payment code ({mask}) was already scanned {secs} s ago; ask the customer to refresh it"
+    )]
     DuplicateScan { mask: String, secs: i64 },
     #[error("order {order} was created for {existing} yuan; it cannot be paid with {asked}")]
     AmountMismatch {
@@ -50,7 +60,9 @@ pub enum JournalError {
         existing: Amount,
         asked: Amount,
     },
-    #[error("refund of {asked} refused: {paid} was paid and {taken} is already refunded or being refunded, so at most {left} remains")]
+    #[error(
+        "refund of {asked} refused: {paid} was paid and {taken} is already refunded or being refunded, so at most {left} remains"
+    )]
     RefundTooLarge {
         asked: Amount,
         paid: Amount,
@@ -211,7 +223,8 @@ impl Journal {
         }
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
-        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(JournalError::Damaged {
                 path: path.display().to_string(),
@@ -532,9 +545,7 @@ impl Journal {
     pub fn list(&self, f: &ListFilter) -> Result<Vec<AttemptRow>, JournalError> {
         let mut sql = format!("SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE 1=1");
         if f.open {
-            sql.push_str(
-                " AND state IN ('PAY_INTENT','QUERYING','REVERSE_INTENT','SAF_PENDING')",
-            );
+            sql.push_str(" AND state IN ('PAY_INTENT','QUERYING','REVERSE_INTENT','SAF_PENDING')");
         }
         if f.review {
             sql.push_str(" AND state = 'MANUAL_REVIEW'");
@@ -595,7 +606,11 @@ impl Journal {
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
-        Ok((n as usize, Amount::from_fen(sum.unwrap_or(0) as u64), oldest))
+        Ok((
+            n as usize,
+            Amount::from_fen(sum.unwrap_or(0) as u64),
+            oldest,
+        ))
     }
 
     // ---- refunds ----
@@ -863,18 +878,35 @@ mod tests {
         }
     }
 
-    fn to_state(j: &mut Journal, row: &AttemptRow, s: AttemptState) -> Result<AttemptRow, JournalError> {
+    fn to_state(
+        j: &mut Journal,
+        row: &AttemptRow,
+        s: AttemptState,
+    ) -> Result<AttemptRow, JournalError> {
         let mut m = row.machine.clone();
         m.state = s;
-        let step = machine::Step { attempt: m, note: "test".into(), alarm: false };
-        j.commit_step(row.attempt_id, row.version, &step, &StepExtra::default(), T0)
+        let step = machine::Step {
+            attempt: m,
+            note: "test".into(),
+            alarm: false,
+        };
+        j.commit_step(
+            row.attempt_id,
+            row.version,
+            &step,
+            &StepExtra::default(),
+            T0,
+        )
     }
 
     #[test]
     fn opens_in_wal_full_and_migrates_once() {
         let (dir, j) = journal();
         assert_eq!(j.schema_version().unwrap(), schema::MIGRATIONS.len() as i64);
-        let sync: i64 = j.conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
+        let sync: i64 = j
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(sync, 2, "synchronous=FULL");
         drop(j);
         let j = Journal::open(&dir.path().join("j.db")).unwrap();
@@ -884,14 +916,18 @@ mod tests {
     #[test]
     fn storage_refuses_a_second_open_or_paid_attempt() {
         let (_d, mut j) = journal();
-        let a = j.insert_attempt(&new("O1", "N1", None), T0, 120_000).unwrap();
+        let a = j
+            .insert_attempt(&new("O1", "N1", None), T0, 120_000)
+            .unwrap();
         assert!(matches!(
             j.insert_attempt(&new("O1", "N2", None), T0, 120_000),
             Err(JournalError::OpenAttempt { .. })
         ));
         // Fenced: a new attempt is allowed.
         let a = to_state(&mut j, &a, AttemptState::ReverseIntent).unwrap();
-        let b = j.insert_attempt(&new("O1", "N2", None), T0, 120_000).unwrap();
+        let b = j
+            .insert_attempt(&new("O1", "N2", None), T0, 120_000)
+            .unwrap();
         let _b = to_state(&mut j, &b, AttemptState::Paid).unwrap();
         assert!(matches!(
             j.insert_attempt(&new("O1", "N3", None), T0, 120_000),
@@ -904,21 +940,30 @@ mod tests {
     #[test]
     fn duplicate_scan_within_the_window_is_refused() {
         let (_d, mut j) = journal();
-        j.insert_attempt(&new("O1", "N1", Some("fp")), T0, 120_000).unwrap();
-        let e = j.insert_attempt(&new("O2", "N2", Some("fp")), T0 + 5_000, 120_000).unwrap_err();
+        j.insert_attempt(&new("O1", "N1", Some("fp")), T0, 120_000)
+            .unwrap();
+        let e = j
+            .insert_attempt(&new("O2", "N2", Some("fp")), T0 + 5_000, 120_000)
+            .unwrap_err();
         assert!(matches!(e, JournalError::DuplicateScan { secs: 5, .. }));
         assert!(!e.to_string().contains("134567890123456789"));
-        j.insert_attempt(&new("O3", "N3", Some("fp")), T0 + 121_000, 120_000).unwrap();
+        j.insert_attempt(&new("O3", "N3", Some("fp")), T0 + 121_000, 120_000)
+            .unwrap();
     }
 
     #[test]
     fn history_is_append_only_and_complete() {
         let (_d, mut j) = journal();
-        let a = j.insert_attempt(&new("O1", "N1", None), T0, 120_000).unwrap();
+        let a = j
+            .insert_attempt(&new("O1", "N1", None), T0, 120_000)
+            .unwrap();
         let a = to_state(&mut j, &a, AttemptState::Querying).unwrap();
         to_state(&mut j, &a, AttemptState::Paid).unwrap();
         let h = j.history(a.attempt_id).unwrap();
-        assert_eq!(h.iter().map(|e| e.to_state.as_str()).collect::<Vec<_>>(), ["PAY_INTENT", "QUERYING", "PAID"]);
+        assert_eq!(
+            h.iter().map(|e| e.to_state.as_str()).collect::<Vec<_>>(),
+            ["PAY_INTENT", "QUERYING", "PAID"]
+        );
         assert!(j.conn.execute("DELETE FROM events", []).is_err());
         assert!(j.conn.execute("UPDATE events SET note = 'x'", []).is_err());
     }
@@ -926,44 +971,71 @@ mod tests {
     #[test]
     fn stale_versions_conflict() {
         let (_d, mut j) = journal();
-        let a = j.insert_attempt(&new("O1", "N1", None), T0, 120_000).unwrap();
+        let a = j
+            .insert_attempt(&new("O1", "N1", None), T0, 120_000)
+            .unwrap();
         to_state(&mut j, &a, AttemptState::Querying).unwrap();
-        assert!(matches!(to_state(&mut j, &a, AttemptState::Paid), Err(JournalError::Conflict)));
+        assert!(matches!(
+            to_state(&mut j, &a, AttemptState::Paid),
+            Err(JournalError::Conflict)
+        ));
     }
 
     #[test]
     fn refunds_never_exceed_the_payment() {
         let (_d, mut j) = journal();
-        let a = j.insert_attempt(&new("O1", "N1", None), T0, 120_000).unwrap();
-        let r1 = j.refund_intent(a.attempt_id, "R1", Amount::from_fen(400), "manual", T0).unwrap();
-        j.refund_intent(a.attempt_id, "R2", Amount::from_fen(400), "manual", T0).unwrap();
-        let e = j.refund_intent(a.attempt_id, "R3", Amount::from_fen(201), "manual", T0).unwrap_err();
+        let a = j
+            .insert_attempt(&new("O1", "N1", None), T0, 120_000)
+            .unwrap();
+        let r1 = j
+            .refund_intent(a.attempt_id, "R1", Amount::from_fen(400), "manual", T0)
+            .unwrap();
+        j.refund_intent(a.attempt_id, "R2", Amount::from_fen(400), "manual", T0)
+            .unwrap();
+        let e = j
+            .refund_intent(a.attempt_id, "R3", Amount::from_fen(201), "manual", T0)
+            .unwrap_err();
         assert!(matches!(e, JournalError::RefundTooLarge { .. }), "{e}");
         // A failed refund gives its amount back.
-        j.update_refund(r1.refund_id, RefundState::Failed, None, "declined", T0).unwrap();
-        j.refund_intent(a.attempt_id, "R3", Amount::from_fen(600), "manual", T0).unwrap();
+        j.update_refund(r1.refund_id, RefundState::Failed, None, "declined", T0)
+            .unwrap();
+        j.refund_intent(a.attempt_id, "R3", Amount::from_fen(600), "manual", T0)
+            .unwrap();
         // The same number for another amount is refused; for the same one it is a retry.
         assert!(matches!(
             j.refund_intent(a.attempt_id, "R3", Amount::from_fen(1), "manual", T0),
             Err(JournalError::RefundNumberReused(_))
         ));
-        assert_eq!(j.refund_intent(a.attempt_id, "R3", Amount::from_fen(600), "manual", T0).unwrap().out_refund_no, "R3");
+        assert_eq!(
+            j.refund_intent(a.attempt_id, "R3", Amount::from_fen(600), "manual", T0)
+                .unwrap()
+                .out_refund_no,
+            "R3"
+        );
     }
 
     #[test]
     fn order_amount_cannot_change() {
         let (_d, mut j) = journal();
-        j.insert_attempt(&new("O1", "N1", None), T0, 120_000).unwrap();
+        j.insert_attempt(&new("O1", "N1", None), T0, 120_000)
+            .unwrap();
         let mut other = new("O1", "N2", None);
         other.amount = Amount::from_fen(1);
-        assert!(matches!(j.insert_attempt(&other, T0, 120_000), Err(JournalError::AmountMismatch { .. })));
+        assert!(matches!(
+            j.insert_attempt(&other, T0, 120_000),
+            Err(JournalError::AmountMismatch { .. })
+        ));
     }
 
     #[test]
     fn a_damaged_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("bad.db");
-        std::fs::write(&p, b"this is not a database, just bytes that look nothing like one").unwrap();
+        std::fs::write(
+            &p,
+            b"this is not a database, just bytes that look nothing like one",
+        )
+        .unwrap();
         assert!(Journal::open(&p).is_err());
     }
 }

@@ -85,14 +85,25 @@ fn detail(f: &Fields) -> (String, String) {
 
 fn failed(f: &Fields) -> Reply {
     let (code, msg) = detail(f);
-    let reason = if msg.is_empty() { describe(&code).to_string() } else { msg };
+    let reason = if msg.is_empty() {
+        describe(&code).to_string()
+    } else {
+        msg
+    };
     Reply::Failed { code, reason }
 }
 
 fn unknown(f: &Fields) -> Reply {
     let (code, msg) = detail(f);
     Reply::Unknown {
-        why: format!("{code} {}", if msg.is_empty() { describe(&code) } else { &msg }),
+        why: format!(
+            "{code} {}",
+            if msg.is_empty() {
+                describe(&code)
+            } else {
+                &msg
+            }
+        ),
     }
 }
 
@@ -158,7 +169,9 @@ pub fn cancel(f: &Fields) -> CancelVerdict {
     let r = match c {
         // The fence's purpose is met: the order number can no longer be paid.
         code::NO_ORDER | code::REVOKED | code::CLOSED => return CancelVerdict::Done,
-        code::CANCEL_ERROR if msg.contains("5分钟") || msg.contains("超过") => Reply::WindowClosed,
+        code::CANCEL_ERROR if msg.contains("5分钟") || msg.contains("超过") => {
+            Reply::WindowClosed
+        }
         code::CANCEL_ERROR if msg.contains("退款") && msg.contains("已") => Reply::Refused {
             why: msg.to_string(),
         },
@@ -201,9 +214,17 @@ pub fn refund(f: &Fields) -> RefundOutcome {
     if ts == "PROCESSING" || c == code::PAYING {
         return RefundOutcome::Processing;
     }
-    if c == code::REFUND_ERROR || refused_before_processing(c) || c == code::NO_ORDER || ts == "FAIL" {
+    if c == code::REFUND_ERROR
+        || refused_before_processing(c)
+        || c == code::NO_ORDER
+        || ts == "FAIL"
+    {
         return RefundOutcome::Failed {
-            reason: if msg.is_empty() { describe(&code).to_string() } else { msg },
+            reason: if msg.is_empty() {
+                describe(&code).to_string()
+            } else {
+                msg
+            },
             code,
         };
     }
@@ -240,7 +261,10 @@ pub fn refund_query(f: &Fields, out_refund_no: &str) -> RefundOutcome {
             why: "the refund is not in the list".into(),
         };
     };
-    let status = e.get("refund_status").and_then(|v| v.as_str()).unwrap_or("");
+    let status = e
+        .get("refund_status")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
     match status {
         "SUCCESS" => RefundOutcome::Done {
             chan_refund_no: e
@@ -255,7 +279,8 @@ pub fn refund_query(f: &Fields, out_refund_no: &str) -> RefundOutcome {
         },
         "CHANGE" => RefundOutcome::Failed {
             code: "CHANGE".into(),
-            reason: "转入代发: the card was void; the money is with the merchant, refund by hand".into(),
+            reason: "转入代发: the card was void; the money is with the merchant, refund by hand"
+                .into(),
         },
         // NOTSURE: the seed says to re-submit with the same out_refund_no.
         other => RefundOutcome::Unknown {
@@ -278,48 +303,186 @@ mod tests {
 
     #[test]
     fn pay_replies() {
-        assert_eq!(pay(&f(&[("state", "SUCCESS"), ("code", "10000"), ("trade_state", "SUCCESS")])), Reply::Paid);
-        assert_eq!(pay(&f(&[("state", "SUCCESS"), ("code", "10001"), ("trade_state", "PROCESSING")])), Reply::Pending);
-        assert!(matches!(pay(&f(&[("state", "SUCCESS"), ("code", "10006"), ("trade_state", "FAIL"), ("msg", "余额不足")])), Reply::Failed { .. }));
-        assert!(matches!(pay(&f(&[("state", "FAIL"), ("code", "20002")])), Reply::Failed { .. }));
-        assert!(matches!(pay(&f(&[("state", "FAIL"), ("code", "20006")])), Reply::Unknown { .. }));
-        assert!(matches!(pay(&f(&[("state", "FAIL"), ("code", "30001")])), Reply::Unknown { .. }));
-        assert!(matches!(pay(&f(&[("state", "SUCCESS"), ("code", "10000"), ("trade_state", "NEED_QUERY")])), Reply::Unknown { .. }));
-        assert_eq!(pay(&f(&[("state", "FAIL"), ("code", "20004"), ("msg", "订单号重复")])), Reply::OrderNumberUsed);
+        assert_eq!(
+            pay(&f(&[
+                ("state", "SUCCESS"),
+                ("code", "10000"),
+                ("trade_state", "SUCCESS")
+            ])),
+            Reply::Paid
+        );
+        assert_eq!(
+            pay(&f(&[
+                ("state", "SUCCESS"),
+                ("code", "10001"),
+                ("trade_state", "PROCESSING")
+            ])),
+            Reply::Pending
+        );
+        assert!(matches!(
+            pay(&f(&[
+                ("state", "SUCCESS"),
+                ("code", "10006"),
+                ("trade_state", "FAIL"),
+                ("msg", "余额不足")
+            ])),
+            Reply::Failed { .. }
+        ));
+        assert!(matches!(
+            pay(&f(&[("state", "FAIL"), ("code", "20002")])),
+            Reply::Failed { .. }
+        ));
+        assert!(matches!(
+            pay(&f(&[("state", "FAIL"), ("code", "20006")])),
+            Reply::Unknown { .. }
+        ));
+        assert!(matches!(
+            pay(&f(&[("state", "FAIL"), ("code", "30001")])),
+            Reply::Unknown { .. }
+        ));
+        assert!(matches!(
+            pay(&f(&[
+                ("state", "SUCCESS"),
+                ("code", "10000"),
+                ("trade_state", "NEED_QUERY")
+            ])),
+            Reply::Unknown { .. }
+        ));
+        assert_eq!(
+            pay(&f(&[
+                ("state", "FAIL"),
+                ("code", "20004"),
+                ("msg", "订单号重复")
+            ])),
+            Reply::OrderNumberUsed
+        );
         // A success without trade_state is not a success.
-        assert!(matches!(pay(&f(&[("state", "SUCCESS"), ("code", "10000")])), Reply::Unknown { .. }));
+        assert!(matches!(
+            pay(&f(&[("state", "SUCCESS"), ("code", "10000")])),
+            Reply::Unknown { .. }
+        ));
     }
 
     #[test]
     fn query_replies() {
-        assert_eq!(query(&f(&[("state", "SUCCESS"), ("code", "10000"), ("trade_state", "SUCCESS")])), Reply::Paid);
-        assert_eq!(query(&f(&[("state", "FAIL"), ("code", "20007")])), Reply::NotFound);
-        assert_eq!(query(&f(&[("state", "SUCCESS"), ("code", "10003"), ("trade_state", "PROCESSING")])), Reply::Pending);
-        assert_eq!(query(&f(&[("state", "SUCCESS"), ("code", "10002"), ("trade_state", "REFUND")])), Reply::Refunded);
-        assert!(matches!(query(&f(&[("state", "SUCCESS"), ("code", "10004"), ("trade_state", "FAIL")])), Reply::Failed { .. }));
-        assert!(matches!(query(&f(&[("state", "FAIL"), ("code", "20009")])), Reply::Unknown { .. }));
+        assert_eq!(
+            query(&f(&[
+                ("state", "SUCCESS"),
+                ("code", "10000"),
+                ("trade_state", "SUCCESS")
+            ])),
+            Reply::Paid
+        );
+        assert_eq!(
+            query(&f(&[("state", "FAIL"), ("code", "20007")])),
+            Reply::NotFound
+        );
+        assert_eq!(
+            query(&f(&[
+                ("state", "SUCCESS"),
+                ("code", "10003"),
+                ("trade_state", "PROCESSING")
+            ])),
+            Reply::Pending
+        );
+        assert_eq!(
+            query(&f(&[
+                ("state", "SUCCESS"),
+                ("code", "10002"),
+                ("trade_state", "REFUND")
+            ])),
+            Reply::Refunded
+        );
+        assert!(matches!(
+            query(&f(&[
+                ("state", "SUCCESS"),
+                ("code", "10004"),
+                ("trade_state", "FAIL")
+            ])),
+            Reply::Failed { .. }
+        ));
+        assert!(matches!(
+            query(&f(&[("state", "FAIL"), ("code", "20009")])),
+            Reply::Unknown { .. }
+        ));
     }
 
     #[test]
     fn cancel_replies() {
-        assert!(matches!(cancel(&f(&[("state", "SUCCESS"), ("code", "10000")])), CancelVerdict::Done));
-        assert!(matches!(cancel(&f(&[("state", "FAIL"), ("code", "20007")])), CancelVerdict::Done));
-        assert!(matches!(cancel(&f(&[("state", "FAIL"), ("code", "20011"), ("msg", "订单创建15秒后才能撤销")])), CancelVerdict::Other(Reply::RetryLater { .. })));
-        assert!(matches!(cancel(&f(&[("state", "FAIL"), ("code", "20011"), ("msg", "订单超过5分钟不能撤销，请使用退款")])), CancelVerdict::Other(Reply::WindowClosed)));
-        assert!(matches!(cancel(&f(&[("state", "FAIL"), ("code", "20006")])), CancelVerdict::Other(Reply::Unknown { .. })));
-        assert_eq!(cancel_action(Some(&f(&[("code", "10005")]))), ReverseAction::Refund);
-        assert_eq!(cancel_action(Some(&f(&[("code", "10004")]))), ReverseAction::Close);
+        assert!(matches!(
+            cancel(&f(&[("state", "SUCCESS"), ("code", "10000")])),
+            CancelVerdict::Done
+        ));
+        assert!(matches!(
+            cancel(&f(&[("state", "FAIL"), ("code", "20007")])),
+            CancelVerdict::Done
+        ));
+        assert!(matches!(
+            cancel(&f(&[
+                ("state", "FAIL"),
+                ("code", "20011"),
+                ("msg", "订单创建15秒后才能撤销")
+            ])),
+            CancelVerdict::Other(Reply::RetryLater { .. })
+        ));
+        assert!(matches!(
+            cancel(&f(&[
+                ("state", "FAIL"),
+                ("code", "20011"),
+                ("msg", "订单超过5分钟不能撤销，请使用退款")
+            ])),
+            CancelVerdict::Other(Reply::WindowClosed)
+        ));
+        assert!(matches!(
+            cancel(&f(&[("state", "FAIL"), ("code", "20006")])),
+            CancelVerdict::Other(Reply::Unknown { .. })
+        ));
+        assert_eq!(
+            cancel_action(Some(&f(&[("code", "10005")]))),
+            ReverseAction::Refund
+        );
+        assert_eq!(
+            cancel_action(Some(&f(&[("code", "10004")]))),
+            ReverseAction::Close
+        );
     }
 
     #[test]
     fn refund_replies() {
-        assert!(matches!(refund(&f(&[("state", "SUCCESS"), ("code", "10000"), ("trade_state", "SUCCESS")])), RefundOutcome::Done { .. }));
-        assert!(matches!(refund(&f(&[("state", "FAIL"), ("code", "20008"), ("msg", "退款金额超过")])), RefundOutcome::Failed { .. }));
-        assert!(matches!(refund(&f(&[("state", "FAIL"), ("code", "20006")])), RefundOutcome::Unknown { .. }));
+        assert!(matches!(
+            refund(&f(&[
+                ("state", "SUCCESS"),
+                ("code", "10000"),
+                ("trade_state", "SUCCESS")
+            ])),
+            RefundOutcome::Done { .. }
+        ));
+        assert!(matches!(
+            refund(&f(&[
+                ("state", "FAIL"),
+                ("code", "20008"),
+                ("msg", "退款金额超过")
+            ])),
+            RefundOutcome::Failed { .. }
+        ));
+        assert!(matches!(
+            refund(&f(&[("state", "FAIL"), ("code", "20006")])),
+            RefundOutcome::Unknown { .. }
+        ));
         let list = r#"[{"out_refund_no":"R1","refund_status":"SUCCESS","refund_id":"9"},{"out_refund_no":"R2","refund_status":"NOTSURE"}]"#;
-        let q = f(&[("state", "SUCCESS"), ("code", "10000"), ("refund_list", list)]);
+        let q = f(&[
+            ("state", "SUCCESS"),
+            ("code", "10000"),
+            ("refund_list", list),
+        ]);
         assert!(matches!(refund_query(&q, "R1"), RefundOutcome::Done { .. }));
-        assert!(matches!(refund_query(&q, "R2"), RefundOutcome::Unknown { .. }));
-        assert!(matches!(refund_query(&q, "R3"), RefundOutcome::Unknown { .. }));
+        assert!(matches!(
+            refund_query(&q, "R2"),
+            RefundOutcome::Unknown { .. }
+        ));
+        assert!(matches!(
+            refund_query(&q, "R3"),
+            RefundOutcome::Unknown { .. }
+        ));
     }
 }

@@ -20,7 +20,9 @@ use crate::core::machine::Reply;
 use crate::core::money::Amount;
 use crate::core::policy::Policy;
 use crate::gateway::transport::{HttpRequest, Timeouts, Transport, UreqTransport};
-use crate::gateway::{AttemptRef, Credential, Gateway, GatewayReply, Method, RefundOutcome, RefundRef};
+use crate::gateway::{
+    AttemptRef, Credential, Gateway, GatewayReply, Method, RefundOutcome, RefundRef,
+};
 use crate::util;
 
 pub use wire::{Fields, WireError};
@@ -139,8 +141,16 @@ impl Aggregator {
         }
     }
 
-    pub fn with_transport(cfg: AggregatorConfig, key: String, transport: Arc<dyn Transport>) -> Aggregator {
-        Aggregator { cfg, key, transport }
+    pub fn with_transport(
+        cfg: AggregatorConfig,
+        key: String,
+        transport: Arc<dyn Transport>,
+    ) -> Aggregator {
+        Aggregator {
+            cfg,
+            key,
+            transport,
+        }
     }
 
     pub fn config(&self) -> &AggregatorConfig {
@@ -189,9 +199,8 @@ impl Aggregator {
     }
 
     fn gateway_call(&self, fields: Fields) -> Result<Fields, GatewayReply> {
-        self.call("/UnifiedPay/Gateway", fields).map_err(|e| {
-            GatewayReply::new(Reply::unknown(e.to_string()), e.to_string())
-        })
+        self.call("/UnifiedPay/Gateway", fields)
+            .map_err(|e| GatewayReply::new(Reply::unknown(e.to_string()), e.to_string()))
     }
 
     fn detail(f: &Fields) -> String {
@@ -201,7 +210,9 @@ impl Aggregator {
             f.get("state").unwrap_or(""),
             c,
             f.get("msg").unwrap_or(codes::describe(c)),
-            f.get("trade_state").map(|t| format!(" trade_state={t}")).unwrap_or_default()
+            f.get("trade_state")
+                .map(|t| format!(" trade_state={t}"))
+                .unwrap_or_default()
         )
     }
 
@@ -229,14 +240,33 @@ impl Aggregator {
 
     fn add_details(&self, f: &mut Fields, a: &AttemptRef) {
         let d = &a.details;
-        f.set("body", if d.body.is_empty() { "payterm" } else { d.body.as_str() })
-            .set_opt("attach", d.attach.as_deref())
-            .set_opt("goods_detail", d.goods_detail.as_deref())
-            .set_opt("goods_tag", d.goods_tag.as_deref())
-            .set_opt("op_user_id", d.operator.as_deref().or(self.cfg.op_user_id.as_deref()))
-            .set_opt("op_shop_id", d.store_id.as_deref().or(self.cfg.store_id.as_deref()))
-            .set_opt("op_device_id", d.device_id.as_deref().or(self.cfg.device_id.as_deref()))
-            .set_opt("device_info", d.device_id.as_deref().or(self.cfg.device_id.as_deref()));
+        f.set(
+            "body",
+            if d.body.is_empty() {
+                "payterm"
+            } else {
+                d.body.as_str()
+            },
+        )
+        .set_opt("attach", d.attach.as_deref())
+        .set_opt("goods_detail", d.goods_detail.as_deref())
+        .set_opt("goods_tag", d.goods_tag.as_deref())
+        .set_opt(
+            "op_user_id",
+            d.operator.as_deref().or(self.cfg.op_user_id.as_deref()),
+        )
+        .set_opt(
+            "op_shop_id",
+            d.store_id.as_deref().or(self.cfg.store_id.as_deref()),
+        )
+        .set_opt(
+            "op_device_id",
+            d.device_id.as_deref().or(self.cfg.device_id.as_deref()),
+        )
+        .set_opt(
+            "device_info",
+            d.device_id.as_deref().or(self.cfg.device_id.as_deref()),
+        );
     }
 
     fn preorder(&self, a: &AttemptRef, notify_url: Option<&str>) -> GatewayReply {
@@ -263,7 +293,9 @@ impl Aggregator {
         };
         let resp = match self.transport.post(&req) {
             Ok(r) if r.status == 200 => r,
-            Ok(r) => return GatewayReply::new(Reply::unknown(format!("HTTP {}", r.status)), "http"),
+            Ok(r) => {
+                return GatewayReply::new(Reply::unknown(format!("HTTP {}", r.status)), "http");
+            }
             Err(e) => return GatewayReply::new(Reply::unknown(e.to_string()), e.to_string()),
         };
         let reply = match Fields::from_json(&resp.body) {
@@ -276,7 +308,8 @@ impl Aggregator {
             Err(e) => return GatewayReply::new(Reply::unknown(e.to_string()), e.to_string()),
         }
         let detail = Self::detail(&reply);
-        let ok = reply.get("state") == Some("SUCCESS") && reply.get("code") == Some(codes::code::OK);
+        let ok =
+            reply.get("state") == Some("SUCCESS") && reply.get("code") == Some(codes::code::OK);
         match reply.get("code_url") {
             Some(url) if ok => {
                 let mut g = GatewayReply::new(Reply::Pending, detail);
@@ -295,8 +328,14 @@ impl Aggregator {
         let mut f = self.common(Some("getfaceauth"));
         f.set("paytype", wallet.paytype())
             .set("store_id", self.cfg.store_id.as_deref().unwrap_or("store"))
-            .set("store_name", self.cfg.store_name.as_deref().unwrap_or("store"))
-            .set("device_id", self.cfg.device_id.as_deref().unwrap_or("device"))
+            .set(
+                "store_name",
+                self.cfg.store_name.as_deref().unwrap_or("store"),
+            )
+            .set(
+                "device_id",
+                self.cfg.device_id.as_deref().unwrap_or("device"),
+            )
             .set("rawdata", rawdata);
         let r = self.call("/UnifiedPay/Gateway", f)?;
         if r.get("state") != Some("SUCCESS") || r.get("code") != Some(codes::code::OK) {
@@ -321,7 +360,10 @@ impl Aggregator {
         }
         Ok(MerchantInfo {
             mch_id: r.get("mch_id").unwrap_or(&self.cfg.mch_id).to_string(),
-            full_name: r.get("FullName").ok_or(AggregatorError::Missing("FullName"))?.to_string(),
+            full_name: r
+                .get("FullName")
+                .ok_or(AggregatorError::Missing("FullName"))?
+                .to_string(),
             short_name: r.get("ShortName").unwrap_or("").to_string(),
         })
     }
@@ -335,7 +377,9 @@ impl Aggregator {
         if mch_id != self.cfg.mch_id {
             return Err(NotifyError::WrongMerchant(mch_id.to_string()));
         }
-        let out_trade_no = f.get("out_trade_no").ok_or(NotifyError::Missing("out_trade_no"))?;
+        let out_trade_no = f
+            .get("out_trade_no")
+            .ok_or(NotifyError::Missing("out_trade_no"))?;
         let total_fee = f
             .get("total_fee")
             .and_then(Amount::parse_fen)
@@ -429,7 +473,9 @@ impl Gateway for Aggregator {
             Ok(r) => match codes::cancel(&r) {
                 codes::CancelVerdict::Done => {
                     // The cancel reply does not say whether money went back; the order does.
-                    let q = self.call("/UnifiedPay/Gateway", self.orderquery_fields(a)).ok();
+                    let q = self
+                        .call("/UnifiedPay/Gateway", self.orderquery_fields(a))
+                        .ok();
                     let action = codes::cancel_action(q.as_ref());
                     GatewayReply::new(Reply::Reversed(action), Self::detail(&r))
                 }
@@ -451,6 +497,16 @@ impl Gateway for Aggregator {
             Ok(reply) => codes::refund(&reply),
             Err(e) => RefundOutcome::Unknown { why: e.to_string() },
         }
+    }
+
+    fn verify_notification(&self, body: &[u8]) -> Result<crate::gateway::Notice, String> {
+        let n = self.parse_notification(body).map_err(|e| e.to_string())?;
+        Ok(crate::gateway::Notice {
+            out_trade_no: n.out_trade_no,
+            amount: n.total_fee,
+            paid: n.paid,
+            chan_trade_no: n.transaction_id,
+        })
     }
 
     fn refund_query(&self, a: &AttemptRef, out_refund_no: &str) -> RefundOutcome {
@@ -485,12 +541,21 @@ mod tests {
 
     impl Transport for Canned {
         fn post(&self, req: &HttpRequest) -> Result<HttpResponse, TransportError> {
-            self.sent.lock().unwrap().push(String::from_utf8_lossy(&req.body).into_owned());
+            self.sent
+                .lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&req.body).into_owned());
             let mut r = self.reply.lock().unwrap();
             if r.is_empty() {
-                return Err(TransportError::NoReply { host: "x".into(), why: "timeout".into() });
+                return Err(TransportError::NoReply {
+                    host: "x".into(),
+                    why: "timeout".into(),
+                });
             }
-            Ok(HttpResponse { status: 200, body: r.remove(0) })
+            Ok(HttpResponse {
+                status: 200,
+                body: r.remove(0),
+            })
         }
     }
 
@@ -513,7 +578,10 @@ key_file = "/dev/null""#,
             chan_txn_time: "20261122100000".into(),
             created_ms: 0,
             chan_trade_no: None,
-            details: OrderDetails { body: "coffee".into(), ..Default::default() },
+            details: OrderDetails {
+                body: "coffee".into(),
+                ..Default::default()
+            },
         }
     }
 
@@ -526,19 +594,33 @@ key_file = "/dev/null""#,
     }
 
     fn agg(replies: Vec<Vec<u8>>) -> (Aggregator, Arc<Canned>) {
-        let t = Arc::new(Canned { reply: Mutex::new(replies), sent: Mutex::new(vec![]) });
+        let t = Arc::new(Canned {
+            reply: Mutex::new(replies),
+            sent: Mutex::new(vec![]),
+        });
         (Aggregator::with_transport(cfg(), "k".into(), t.clone()), t)
     }
 
     fn code() -> Credential {
         Credential::Code(
-            crate::core::AuthCode::classify("134567890123456789", &crate::core::authcode::default_rules()).unwrap(),
+            crate::core::AuthCode::classify(
+                "134567890123456789",
+                &crate::core::authcode::default_rules(),
+            )
+            .unwrap(),
         )
     }
 
     #[test]
     fn paid_reply_is_believed_only_with_signature_order_and_amount() {
-        let ok = [("state", "SUCCESS"), ("code", "10000"), ("trade_state", "SUCCESS"), ("out_trade_no", "PT000120261122100000001"), ("base_fee", "1250"), ("total_fee", "1250")];
+        let ok = [
+            ("state", "SUCCESS"),
+            ("code", "10000"),
+            ("trade_state", "SUCCESS"),
+            ("out_trade_no", "PT000120261122100000001"),
+            ("base_fee", "1250"),
+            ("total_fee", "1250"),
+        ];
         let (g, t) = agg(vec![signed(&ok)]);
         assert_eq!(g.pay(&attempt(), &code()).reply, Reply::Paid);
         let sent = t.sent.lock().unwrap()[0].clone();
@@ -550,24 +632,36 @@ key_file = "/dev/null""#,
         tampered = tampered.replace("SUCCESS\",\"code", "SUCCESS\",\"code");
         tampered = tampered.replace("\"1250\"", "\"1\"");
         let (g, _) = agg(vec![tampered.into_bytes()]);
-        assert!(matches!(g.pay(&attempt(), &code()).reply, Reply::Unknown { .. }));
+        assert!(matches!(
+            g.pay(&attempt(), &code()).reply,
+            Reply::Unknown { .. }
+        ));
 
         let mut wrong_amount = ok;
         wrong_amount[4] = ("base_fee", "1");
         wrong_amount[5] = ("total_fee", "1");
         let (g, _) = agg(vec![signed(&wrong_amount)]);
-        assert!(matches!(g.pay(&attempt(), &code()).reply, Reply::Unknown { .. }));
+        assert!(matches!(
+            g.pay(&attempt(), &code()).reply,
+            Reply::Unknown { .. }
+        ));
 
         let mut other_order = ok;
         other_order[3] = ("out_trade_no", "SOMEONEELSE");
         let (g, _) = agg(vec![signed(&other_order)]);
-        assert!(matches!(g.pay(&attempt(), &code()).reply, Reply::Unknown { .. }));
+        assert!(matches!(
+            g.pay(&attempt(), &code()).reply,
+            Reply::Unknown { .. }
+        ));
     }
 
     #[test]
     fn timeouts_are_unknown() {
         let (g, _) = agg(vec![]);
-        assert!(matches!(g.pay(&attempt(), &code()).reply, Reply::Unknown { .. }));
+        assert!(matches!(
+            g.pay(&attempt(), &code()).reply,
+            Reply::Unknown { .. }
+        ));
         assert!(matches!(g.query(&attempt()).reply, Reply::Unknown { .. }));
     }
 
@@ -575,18 +669,28 @@ key_file = "/dev/null""#,
     fn notification_is_verified_and_checked() {
         let (g, _) = agg(vec![]);
         let mut f = Fields::new();
-        f.set("state", "SUCCESS").set("result_code", "SUCCESS").set("pay_result", "0")
-            .set("mch_id", "00000001").set("out_trade_no", "X12345").set("total_fee", "100")
+        f.set("state", "SUCCESS")
+            .set("result_code", "SUCCESS")
+            .set("pay_result", "0")
+            .set("mch_id", "00000001")
+            .set("out_trade_no", "X12345")
+            .set("total_fee", "100")
             .set("nonce_str", "n");
         let body = f.clone().signed("k").to_form();
         let n = g.parse_notification(body.as_bytes()).unwrap();
         assert!(n.paid);
         assert_eq!(n.total_fee, Amount::from_fen(100));
         let forged = body.replace("total_fee=100", "total_fee=1");
-        assert!(matches!(g.parse_notification(forged.as_bytes()), Err(NotifyError::Signature(_))));
+        assert!(matches!(
+            g.parse_notification(forged.as_bytes()),
+            Err(NotifyError::Signature(_))
+        ));
         f.set("mch_id", "other");
         let other = f.signed("k").to_form();
-        assert!(matches!(g.parse_notification(other.as_bytes()), Err(NotifyError::WrongMerchant(_))));
+        assert!(matches!(
+            g.parse_notification(other.as_bytes()),
+            Err(NotifyError::WrongMerchant(_))
+        ));
     }
 
     #[test]

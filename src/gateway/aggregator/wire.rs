@@ -83,8 +83,11 @@ impl Fields {
     /// Reads a JSON object reply. Strings are taken as they are; numbers and nested values as
     /// their compact JSON text, which is what a signer on the other side would have seen.
     pub fn from_json(body: &[u8]) -> Result<Fields, WireError> {
-        let v: Value = serde_json::from_slice(body).map_err(|e| WireError::NotJson(e.to_string()))?;
-        let obj = v.as_object().ok_or(WireError::NotJson("not an object".into()))?;
+        let v: Value =
+            serde_json::from_slice(body).map_err(|e| WireError::NotJson(e.to_string()))?;
+        let obj = v
+            .as_object()
+            .ok_or(WireError::NotJson("not an object".into()))?;
         let mut f = Fields::new();
         for (k, v) in obj {
             let s = match v {
@@ -126,7 +129,9 @@ mod tests {
     #[test]
     fn signed_form_round_trips_and_verifies() {
         let mut f = Fields::new();
-        f.set("method", "pay").set("body", "超赢 支付&x=1").set("attach", "");
+        f.set("method", "pay")
+            .set("body", "超赢 支付&x=1")
+            .set("attach", "");
         let f = f.signed("k");
         assert_eq!(f.get("attach"), None);
         let form = f.to_form();

@@ -1,0 +1,734 @@
+//! The `payterm` command line (DESIGN.md §4). Parsing, wiring and printing only: every command
+//! calls the library and maps its result to an exit code — 0 done, 1 bad input or configuration,
+//! 2 declined or failed (no money moved), 3 outcome unknown (journaled, settled by recovery).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use payterm::config::{Config, Severity};
+use payterm::core::authcode::{AuthCode, Wallet};
+use payterm::core::machine::{AttemptState, ReverseAction};
+use payterm::core::money::Amount;
+use payterm::engine::{Engine, EngineError, Gateways, PayRequest, Settings};
+use payterm::gateway::{Credential, FaceCode, OrderDetails};
+use payterm::journal::{AttemptRow, Journal, ListFilter, RefundState};
+use payterm::util;
+
+#[derive(Parser)]
+#[command(
+    name = "payterm",
+    version,
+    about = "Payment agent for Linux point-of-sale terminals"
+)]
+struct Cli {
+    /// The configuration file.
+    #[arg(
+        long,
+        global = true,
+        env = "PAYTERM_CONFIG",
+        default_value = "/etc/payterm/payterm.toml"
+    )]
+    config: PathBuf,
+    /// Print one JSON object per line.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Use this journal file instead of the configured one.
+    #[arg(long, global = true, env = "PAYTERM_JOURNAL")]
+    journal: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone, Default)]
+struct Details {
+    /// What is sold (the gateway's body).
+    #[arg(long, default_value = "payterm")]
+    body: String,
+    /// Merchant data returned as is.
+    #[arg(long)]
+    attach: Option<String>,
+    /// Goods as a JSON array (goods_detail).
+    #[arg(long)]
+    goods: Option<String>,
+    /// Promotion tag (goods_tag).
+    #[arg(long)]
+    goods_tag: Option<String>,
+    /// Operator (cashier) id.
+    #[arg(long)]
+    operator: Option<String>,
+    /// Store id.
+    #[arg(long)]
+    store: Option<String>,
+    /// Device id.
+    #[arg(long)]
+    device: Option<String>,
+}
+
+impl Details {
+    fn into_order(self) -> Result<OrderDetails> {
+        if let Some(g) = &self.goods {
+            let v: serde_json::Value = serde_json::from_str(g).context("--goods is not JSON")?;
+            if !v.is_array() {
+                return Err(anyhow!("--goods must be a JSON array of goods"));
+            }
+        }
+        Ok(OrderDetails {
+            body: self.body,
+            attach: self.attach,
+            goods_detail: self.goods,
+            goods_tag: self.goods_tag,
+            operator: self.operator,
+            store_id: self.store,
+            device_id: self.device,
+        })
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Runs the sandbox gateways alone, on loopback.
+    Sandbox {
+        #[arg(long, default_value = "127.0.0.1:8917")]
+        listen: std::net::SocketAddr,
+        /// How long a reply that "never comes" is held, in milliseconds.
+        #[arg(long, default_value_t = 30_000)]
+        hang_ms: u64,
+    },
+    /// Takes a payment with a scanned payment code.
+    Pay {
+        /// Amount in yuan, e.g. 12.34.
+        #[arg(long)]
+        amount: String,
+        /// The customer's payment code (read it from a scanner; it is never stored).
+        #[arg(long, env = "PAYTERM_CODE", hide_env_values = true)]
+        code: String,
+        #[arg(long)]
+        order: Option<String>,
+        #[arg(long)]
+        gateway: Option<String>,
+        #[command(flatten)]
+        details: Details,
+    },
+    /// Takes a face payment with the face module's face code and openid.
+    FacePay {
+        #[arg(long)]
+        amount: String,
+        #[arg(long, env = "PAYTERM_FACE_CODE", hide_env_values = true)]
+        face_code: String,
+        #[arg(long)]
+        openid: String,
+        #[arg(long, default_value = "WECHAT")]
+        wallet: String,
+        #[arg(long)]
+        order: Option<String>,
+        #[command(flatten)]
+        details: Details,
+    },
+    /// Shows a QR code for the customer to scan (pre-order) and waits for the payment.
+    QrPay {
+        #[arg(long)]
+        amount: String,
+        #[arg(long, default_value = "WECHAT")]
+        wallet: String,
+        #[arg(long)]
+        order: Option<String>,
+        /// Where the gateway posts the result (defaults to the configured notify_url).
+        #[arg(long)]
+        notify_url: Option<String>,
+        #[command(flatten)]
+        details: Details,
+    },
+    /// Asks the gateway about an order now (the journal is not changed).
+    Query { order: String },
+    /// Cancels an order: an unsettled one is fenced, a paid one reversed within its window.
+    Cancel { order: String },
+    /// Refunds part or all of a paid order.
+    Refund {
+        order: String,
+        #[arg(long)]
+        amount: String,
+        #[arg(long)]
+        refund_id: Option<String>,
+    },
+    /// Asks the gateway about a refund and records the answer.
+    RefundQuery { refund_id: String },
+    /// Settles every unsettled attempt and refund now.
+    Recover {
+        /// The longest single wait (e.g. for a cancel window to open), in milliseconds.
+        #[arg(long, default_value_t = 20_000)]
+        max_wait_ms: i64,
+    },
+    /// The journal: list, show, export.
+    Journal {
+        #[command(subcommand)]
+        cmd: JournalCmd,
+    },
+    /// Configuration.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+    /// The merchant's registered names (aggregator GetMchInfo).
+    MerchantInfo,
+}
+
+#[derive(Subcommand)]
+enum JournalCmd {
+    /// Lists attempts.
+    List {
+        /// Only unsettled attempts.
+        #[arg(long)]
+        open: bool,
+        /// Only attempts in manual review.
+        #[arg(long)]
+        review: bool,
+        /// Only attempts of this Beijing date (yyyy-mm-dd).
+        #[arg(long)]
+        date: Option<String>,
+    },
+    /// Shows an order's attempts with their whole history.
+    Show { order: String },
+    /// Writes every attempt with its history as JSON lines.
+    Export,
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Explains every problem in the configuration.
+    Check,
+}
+
+/// An error with the exit code it deserves.
+struct Fail(u8, anyhow::Error);
+
+impl<E: Into<anyhow::Error>> From<E> for Fail {
+    fn from(e: E) -> Fail {
+        Fail(1, e.into())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.cmd {
+        Cmd::Sandbox { .. } => "info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PAYTERM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(Fail(code, e)) => {
+            eprintln!("payterm: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+struct Out {
+    json: bool,
+}
+
+impl Out {
+    fn line(&self, human: impl AsRef<str>, value: serde_json::Value) {
+        let mut o = std::io::stdout().lock();
+        if self.json {
+            let _ = writeln!(o, "{value}");
+        } else {
+            let _ = writeln!(o, "{}", human.as_ref());
+        }
+    }
+
+    fn progress(&self, row: &AttemptRow, note: &str) {
+        if self.json {
+            self.line("", json!({"event": "progress", "order": row.order_id, "out_trade_no": row.out_trade_no, "state": row.machine.state, "note": note}));
+        } else {
+            eprintln!(
+                "  [{}] {:<14} {note}",
+                util::beijing_human(util::now_ms()),
+                row.machine.state.as_str()
+            );
+        }
+    }
+}
+
+fn load(cli: &Cli) -> Result<Config, Fail> {
+    Config::load(&cli.config).map_err(|e| Fail(1, e.into()))
+}
+
+fn engine(cli: &Cli, cfg: &Config) -> Result<Engine, Fail> {
+    let path = cli.journal.clone().unwrap_or_else(|| cfg.journal_path());
+    let journal = Journal::open(&path).map_err(|e| Fail(1, e.into()))?;
+    let gateways = Gateways::from_config(cfg).map_err(|e| Fail(1, e.into()))?;
+    let settings = Settings::from_config(cfg).map_err(|e| Fail(1, e.into()))?;
+    Ok(Engine::new(journal, gateways, settings))
+}
+
+fn engine_err(e: EngineError) -> Fail {
+    let code = match &e {
+        EngineError::Journal(payterm::journal::JournalError::NotFound(_)) => 1,
+        e if e.is_bad_input() => 1,
+        EngineError::Journal(payterm::journal::JournalError::Damaged { .. }) => 1,
+        _ => 2,
+    };
+    Fail(code, e.into())
+}
+
+fn run(cli: Cli) -> Result<u8, Fail> {
+    let out = Out { json: cli.json };
+    match &cli.cmd {
+        Cmd::Sandbox { listen, hang_ms } => sandbox(&cli, &out, *listen, *hang_ms),
+        Cmd::Pay {
+            amount,
+            code,
+            order,
+            gateway,
+            details,
+        } => {
+            let cfg = load(&cli)?;
+            let amount = Amount::parse_with_limit(amount, cfg.max_amount())
+                .map_err(|e| Fail(1, e.into()))?;
+            let code =
+                AuthCode::classify(code, &cfg.code_rules()).map_err(|e| Fail(1, e.into()))?;
+            let req = PayRequest {
+                order_id: order.clone(),
+                amount,
+                credential: Credential::Code(code),
+                wallet: None,
+                gateway: gateway.clone(),
+                details: details.clone().into_order()?,
+            };
+            pay(&cli, &cfg, &out, req)
+        }
+        Cmd::FacePay {
+            amount,
+            face_code,
+            openid,
+            wallet,
+            order,
+            details,
+        } => {
+            let cfg = load(&cli)?;
+            let amount = Amount::parse_with_limit(amount, cfg.max_amount())
+                .map_err(|e| Fail(1, e.into()))?;
+            let wallet = parse_wallet(wallet)?;
+            if face_code.trim().is_empty() || openid.trim().is_empty() {
+                return Err(Fail(
+                    1,
+                    anyhow!("--face-code and --openid must not be empty"),
+                ));
+            }
+            let req = PayRequest {
+                order_id: order.clone(),
+                amount,
+                credential: Credential::Face {
+                    face_code: FaceCode::new(face_code.trim()),
+                    openid: openid.trim().to_string(),
+                },
+                wallet: Some(wallet),
+                gateway: None,
+                details: details.clone().into_order()?,
+            };
+            pay(&cli, &cfg, &out, req)
+        }
+        Cmd::QrPay {
+            amount,
+            wallet,
+            order,
+            notify_url,
+            details,
+        } => {
+            let cfg = load(&cli)?;
+            let amount = Amount::parse_with_limit(amount, cfg.max_amount())
+                .map_err(|e| Fail(1, e.into()))?;
+            let wallet = parse_wallet(wallet)?;
+            if !matches!(wallet, Wallet::Wechat | Wallet::Alipay) {
+                return Err(Fail(
+                    1,
+                    anyhow!("QR pre-orders exist for WECHAT and ALIPAY only"),
+                ));
+            }
+            let req = PayRequest {
+                order_id: order.clone(),
+                amount,
+                credential: Credential::Qr {
+                    notify_url: notify_url.clone(),
+                },
+                wallet: Some(wallet),
+                gateway: None,
+                details: details.clone().into_order()?,
+            };
+            pay(&cli, &cfg, &out, req)
+        }
+        Cmd::Query { order } => {
+            let cfg = load(&cli)?;
+            let e = engine(&cli, &cfg)?;
+            let (row, reply) = e.query(order).map_err(engine_err)?;
+            out.line(
+                format!("{} ({} yuan): journal says {}; the gateway says {} [{}]", row.out_trade_no, row.amount, row.machine.state, reply.reply.describe(), reply.detail),
+                json!({"order": row.order_id, "out_trade_no": row.out_trade_no, "journal_state": row.machine.state, "gateway": reply.reply.describe(), "detail": reply.detail}),
+            );
+            Ok(0)
+        }
+        Cmd::Cancel { order } => {
+            let cfg = load(&cli)?;
+            let mut e = engine(&cli, &cfg)?;
+            let mut obs = |r: &AttemptRow, n: &str| out.progress(r, n);
+            let row = e.cancel(order, &mut obs).map_err(engine_err)?;
+            Ok(finish(&out, &row))
+        }
+        Cmd::Refund {
+            order,
+            amount,
+            refund_id,
+        } => {
+            let cfg = load(&cli)?;
+            let amount = Amount::parse_yuan(amount).map_err(|e| Fail(1, e.into()))?;
+            let mut e = engine(&cli, &cfg)?;
+            let r = e
+                .refund(order, amount, refund_id.clone())
+                .map_err(|err| match err {
+                    EngineError::Journal(payterm::journal::JournalError::RefundTooLarge {
+                        ..
+                    }) => Fail(1, err.into()),
+                    other => engine_err(other),
+                })?;
+            Ok(print_refund(&out, &r))
+        }
+        Cmd::RefundQuery { refund_id } => {
+            let cfg = load(&cli)?;
+            let mut e = engine(&cli, &cfg)?;
+            let r = e.refund_query(refund_id).map_err(engine_err)?;
+            Ok(print_refund(&out, &r))
+        }
+        Cmd::Recover { max_wait_ms } => {
+            let cfg = load(&cli)?;
+            let mut e = engine(&cli, &cfg)?;
+            let mut obs = |r: &AttemptRow, n: &str| out.progress(r, n);
+            let report = e.recover(*max_wait_ms, &mut obs).map_err(engine_err)?;
+            for (order, no, before, after) in &report.attempts {
+                out.line(
+                    format!("{no} (order {order}): {before} -> {after}"),
+                    json!({"event": "recovered", "order": order, "out_trade_no": no, "from": before, "to": after}),
+                );
+            }
+            for (no, st) in &report.refunds {
+                out.line(
+                    format!("refund {no}: {}", st.as_str()),
+                    json!({"event": "refund", "out_refund_no": no, "state": st}),
+                );
+            }
+            for err in &report.errors {
+                eprintln!("payterm: {err}");
+            }
+            let open = report.still_open();
+            out.line(
+                format!(
+                    "recovery done: {} attempts and {} refunds looked at; {open} still unsettled, {} in manual review",
+                    report.attempts.len(),
+                    report.refunds.len(),
+                    report.in_review()
+                ),
+                json!({"result": "recovered", "attempts": report.attempts.len(), "refunds": report.refunds.len(), "still_open": open, "review": report.in_review()}),
+            );
+            Ok(if open > 0 { 3 } else { 0 })
+        }
+        Cmd::Journal { cmd } => journal_cmd(&cli, &out, cmd),
+        Cmd::Config {
+            cmd: ConfigCmd::Check,
+        } => config_check(&cli, &out),
+        Cmd::MerchantInfo => {
+            let cfg = load(&cli)?;
+            let a = cfg
+                .file
+                .gateways
+                .aggregator
+                .clone()
+                .ok_or_else(|| anyhow!("no aggregator is configured"))?;
+            let key = cfg.read_secret("aggregator key", &a.key_file)?;
+            let agg = payterm::gateway::aggregator::Aggregator::new(a, key);
+            let m = agg.merchant_info().map_err(|e| Fail(3, e.into()))?;
+            out.line(
+                format!("merchant {}: {} ({})", m.mch_id, m.full_name, m.short_name),
+                json!({"mch_id": m.mch_id, "full_name": m.full_name, "short_name": m.short_name}),
+            );
+            Ok(0)
+        }
+    }
+}
+
+fn parse_wallet(s: &str) -> Result<Wallet, Fail> {
+    Wallet::from_paytype(&s.to_ascii_uppercase()).ok_or_else(|| {
+        Fail(
+            1,
+            anyhow!(
+                "unknown wallet {s:?}: use WECHAT, ALIPAY, UNIONPAY, JDPAY, QQ, BESTPAY or ECNY"
+            ),
+        )
+    })
+}
+
+fn pay(cli: &Cli, cfg: &Config, out: &Out, req: PayRequest) -> Result<u8, Fail> {
+    let mut e = engine(cli, cfg)?;
+    let mut shown_url = false;
+    let mut obs = |r: &AttemptRow, n: &str| {
+        if let (Some(url), false) = (&r.code_url, shown_url) {
+            shown_url = true;
+            out.line(
+                format!("show this QR code to the customer: {url}"),
+                json!({"event": "qr", "order": r.order_id, "code_url": url}),
+            );
+        }
+        out.progress(r, n)
+    };
+    let row = e.pay(req, &mut obs).map_err(engine_err)?;
+    Ok(finish(out, &row))
+}
+
+/// Prints where an attempt ended and returns the exit code for it.
+fn finish(out: &Out, row: &AttemptRow) -> u8 {
+    let who = row.wallet.map(|w| w.display_name()).unwrap_or("the wallet");
+    let (code, human) = match (row.machine.state, row.machine.reverse_action) {
+        (AttemptState::Paid, _) => (
+            0,
+            format!(
+                "PAID {} yuan by {who}: order {} ({})",
+                row.amount, row.order_id, row.out_trade_no
+            ),
+        ),
+        (AttemptState::Failed, _) => (
+            2,
+            format!(
+                "DECLINED: {} — the customer was not charged (order {})",
+                row.last_note.trim_start_matches("declined: "),
+                row.order_id
+            ),
+        ),
+        (AttemptState::Reversed, Some(ReverseAction::Refund)) => (
+            2,
+            format!(
+                "CANCELLED: the payment was reversed and the customer refunded (order {})",
+                row.order_id
+            ),
+        ),
+        (AttemptState::Reversed, _) => (
+            2,
+            format!(
+                "NOT PAID: the order was closed; the customer was not charged (order {})",
+                row.order_id
+            ),
+        ),
+        (s, _) => (
+            3,
+            format!(
+                "OUTCOME UNKNOWN ({s}): do NOT charge again with the same code. It is journaled as order {} ({}) and will be settled by recovery: {}",
+                row.order_id, row.out_trade_no, row.last_note
+            ),
+        ),
+    };
+    out.line(
+        human,
+        json!({"result": row.machine.state, "reverse_action": row.machine.reverse_action, "order": row.order_id, "out_trade_no": row.out_trade_no, "amount_fen": row.amount.fen(), "note": row.last_note, "exit": code}),
+    );
+    code
+}
+
+fn print_refund(out: &Out, r: &payterm::journal::RefundRow) -> u8 {
+    let code = match r.state {
+        RefundState::Done => 0,
+        RefundState::Failed => 2,
+        _ => 3,
+    };
+    out.line(
+        format!("refund {} of {} yuan: {} ({})", r.out_refund_no, r.amount, r.state.as_str(), r.note),
+        json!({"result": r.state, "out_refund_no": r.out_refund_no, "amount_fen": r.amount.fen(), "note": r.note, "exit": code}),
+    );
+    code
+}
+
+fn journal_cmd(cli: &Cli, out: &Out, cmd: &JournalCmd) -> Result<u8, Fail> {
+    let cfg = load(cli)?;
+    let path = cli.journal.clone().unwrap_or_else(|| cfg.journal_path());
+    let j = Journal::open(&path)?;
+    match cmd {
+        JournalCmd::List { open, review, date } => {
+            let rows = j.list(&ListFilter {
+                open: *open,
+                review: *review,
+                date: date.clone(),
+                limit: None,
+            })?;
+            if !out.json {
+                println!(
+                    "{:<20} {:<28} {:>10} {:<15} {:<10} {}",
+                    "created", "out_trade_no", "yuan", "state", "wallet", "order"
+                );
+            }
+            for a in &rows {
+                out.line(
+                    format!(
+                        "{:<20} {:<28} {:>10} {:<15} {:<10} {}",
+                        util::beijing_human(a.machine.created_ms),
+                        a.out_trade_no,
+                        a.amount.to_string(),
+                        a.machine.state.as_str(),
+                        a.wallet.map(|w| w.paytype()).unwrap_or("-"),
+                        a.order_id
+                    ),
+                    serde_json::to_value(a).unwrap_or_default(),
+                );
+            }
+            Ok(0)
+        }
+        JournalCmd::Show { order } => {
+            let rows = j.find(order)?;
+            for a in &rows {
+                let refunds = j.refunds_for(a.attempt_id)?;
+                let history = j.history(a.attempt_id)?;
+                if out.json {
+                    out.line(
+                        "",
+                        json!({"attempt": a, "history": history, "refunds": refunds}),
+                    );
+                    continue;
+                }
+                println!(
+                    "attempt {} of order {}: {} yuan via {} ({}), code {}, state {}{}",
+                    a.out_trade_no,
+                    a.order_id,
+                    a.amount,
+                    a.gateway,
+                    a.wallet.map(|w| w.display_name()).unwrap_or("-"),
+                    a.code_mask.as_deref().unwrap_or("-"),
+                    a.machine.state,
+                    a.machine
+                        .reverse_action
+                        .map(|r| format!(" ({})", r.as_str()))
+                        .unwrap_or_default()
+                );
+                if let Some(t) = &a.chan_trade_no {
+                    println!("  channel trade no {t}; txn time {}", a.chan_txn_time);
+                }
+                for ev in &history {
+                    println!(
+                        "  {} {:>14} -> {:<15} {}{}{}",
+                        util::beijing_human(ev.at_ms),
+                        ev.from_state.as_deref().unwrap_or("-"),
+                        ev.to_state,
+                        ev.op
+                            .as_deref()
+                            .map(|o| format!("[{o}] "))
+                            .unwrap_or_default(),
+                        ev.note,
+                        if ev.detail.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", ev.detail)
+                        }
+                    );
+                }
+                for r in &refunds {
+                    println!(
+                        "  refund {} {} yuan: {} ({})",
+                        r.out_refund_no,
+                        r.amount,
+                        r.state.as_str(),
+                        r.note
+                    );
+                }
+            }
+            Ok(0)
+        }
+        JournalCmd::Export => {
+            let mut o = std::io::stdout().lock();
+            j.export_jsonl(&mut o)?;
+            Ok(0)
+        }
+    }
+}
+
+fn config_check(cli: &Cli, out: &Out) -> Result<u8, Fail> {
+    let text = std::fs::read_to_string(&cli.config)
+        .map_err(|e| Fail(1, anyhow!("cannot read {}: {e}", cli.config.display())))?;
+    let file: payterm::config::File = match toml::from_str(&text) {
+        Ok(f) => f,
+        Err(e) => {
+            out.line(
+                format!("error: {}: {e}", cli.config.display()),
+                json!({"severity": "error", "message": e.to_string()}),
+            );
+            return Ok(1);
+        }
+    };
+    let dir = cli
+        .config
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let cfg = Config {
+        file,
+        path: cli.config.clone(),
+        dir,
+    };
+    let problems = cfg.problems();
+    for p in &problems {
+        out.line(p.to_string(), json!({"severity": if p.severity == Severity::Error { "error" } else { "warning" }, "field": p.field, "message": p.message}));
+    }
+    let errors = problems
+        .iter()
+        .filter(|p| p.severity == Severity::Error)
+        .count();
+    out.line(
+        format!("{}: {errors} errors, {} warnings", cli.config.display(), problems.len() - errors),
+        json!({"result": if errors == 0 { "ok" } else { "invalid" }, "errors": errors, "warnings": problems.len() - errors}),
+    );
+    Ok(if errors == 0 { 0 } else { 1 })
+}
+
+fn sandbox(cli: &Cli, out: &Out, listen: std::net::SocketAddr, hang_ms: u64) -> Result<u8, Fail> {
+    let cfg = load(cli)?;
+    let a = cfg.file.gateways.aggregator.clone().ok_or_else(|| {
+        anyhow!("the sandbox needs [gateways.aggregator] in the configuration for its credentials")
+    })?;
+    let key = cfg.read_secret("aggregator key", &a.key_file)?;
+    let mut sc = payterm::sandbox::SandboxConfig::new(&a.agent_id, &a.mch_id, &key);
+    sc.hang_ms = hang_ms;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let sb = payterm::sandbox::Sandbox::new(sc);
+        let (addr, handle) = sb
+            .spawn(listen)
+            .await
+            .map_err(|e| Fail(1, anyhow!("cannot listen on {listen}: {e}")))?;
+        out.line(
+            format!("sandbox gateways on http://{addr} (ledger: /_sandbox/ledger); Ctrl-C stops"),
+            json!({"event": "listening", "url": format!("http://{addr}")}),
+        );
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate() => {}
+            _ = handle => {}
+        }
+        Ok::<u8, Fail>(0)
+    })
+}
+
+async fn terminate() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(_) => std::future::pending::<()>().await,
+    }
+}
