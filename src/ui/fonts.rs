@@ -205,11 +205,14 @@ impl Face {
         let mut lines = Vec::new();
         for para in text.split('\n') {
             let mut line = String::new();
+            // Bitmap fonts have no kerning, so a line's width is the sum of its characters'.
+            let mut line_w = 0;
             for c in para.chars() {
-                let mut candidate = line.clone();
-                candidate.push(c);
-                if self.width(&candidate) <= max_width || line.is_empty() {
-                    line = candidate;
+                let mut buf = [0u8; 4];
+                let cw = self.width(c.encode_utf8(&mut buf));
+                if line_w + cw <= max_width || line.is_empty() {
+                    line.push(c);
+                    line_w += cw;
                     continue;
                 }
                 // Too wide: break at the last space if there is one, else before this char.
@@ -236,6 +239,7 @@ impl Face {
                         c.to_string()
                     };
                 }
+                line_w = self.width(&line);
             }
             lines.push(line.trim_end().to_string());
         }
