@@ -102,7 +102,7 @@ enum Cmd {
     /// Takes a payment with a scanned payment code.
     Pay {
         /// Amount in yuan, e.g. 12.34.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         amount: String,
         /// The customer's payment code (read it from a scanner; it is never stored).
         #[arg(long, env = "PAYTERM_CODE", hide_env_values = true)]
@@ -213,7 +213,14 @@ impl<E: Into<anyhow::Error>> From<E> for Fail {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            // Help and version are not errors; any other usage mistake is bad input (exit 1).
+            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
     let level = match cli.cmd {
         Cmd::Sandbox { .. } => "info",
         _ => "warn",

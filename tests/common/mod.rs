@@ -1,0 +1,295 @@
+//! Shared harness for the end-to-end tests: a real `payterm sandbox` on a random loopback port,
+//! a configuration with short timers pointing at it, and helpers that run the real binary and
+//! compare the terminal's journal with the sandbox's ledger.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_payterm");
+
+/// The sandbox clock runs this much faster than real time, so its 15 s / 5 min cancel window
+/// is 375 ms / 7.5 s here; the terminal's own timers below are scaled to match.
+pub const RATE: f64 = 40.0;
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub url: String,
+    sandbox: Child,
+}
+
+pub fn config_text(url: &str, journal: &str) -> String {
+    format!(
+        r#"
+board = "{board}"
+
+[terminal]
+id = "T01"
+merchant_name = "测试商户"
+sandbox = true
+device_key_file = "device.key"
+
+[journal]
+path = "{journal}"
+
+[limits]
+max_amount = "5000.00"
+max_open = 1000
+max_uncertain = "1000000.00"
+max_open_age_s = 86400
+
+[gateways.aggregator]
+base_url = "{url}"
+agent_id = "130000000000000000"
+mch_id = "00000001"
+key_file = "agg.key"
+op_user_id = "cashier01"
+connect_timeout_ms = 300
+timeout_ms = 800
+
+[gateways.aggregator.policy]
+query_delays_ms = [200]
+pay_deadline_ms = 1200
+reverse_not_before_ms = 400
+reverse_window = {{ kind = "after", ms = 7000 }}
+reverse_retry_ms = [100, 200]
+reverse_tries_before_saf = 3
+saf_base_ms = 500
+saf_cap_ms = 4000
+after_window = "refund"
+review_after_ms = 86400000
+
+[recovery]
+interval_ms = 500
+rate_per_s = 50.0
+
+[ecr]
+listen = "127.0.0.1:0"
+"#,
+        board = concat!(env!("CARGO_MANIFEST_DIR"), "/board/sim.toml"),
+    )
+}
+
+impl Env {
+    pub fn start() -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("agg.key"),
+            "e2e-test-md5-key-00000000000000\n",
+        )
+        .unwrap();
+        // The sandbox reads the credentials from a configuration too.
+        let boot = dir.path().join("boot.toml");
+        std::fs::write(&boot, config_text("http://127.0.0.1:1", "boot.db")).unwrap();
+        let mut sandbox = Command::new(BIN)
+            .args(["--json", "--config"])
+            .arg(&boot)
+            .args(["sandbox", "--listen", "127.0.0.1:0", "--hang-ms", "1500"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the sandbox");
+        let mut line = String::new();
+        BufReader::new(sandbox.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("sandbox prints its URL");
+        let v: Value = serde_json::from_str(&line).expect("json line");
+        let url = v["url"].as_str().expect("url").to_string();
+        let config = dir.path().join("payterm.toml");
+        std::fs::write(&config, config_text(&url, "journal.db")).unwrap();
+        let env = Env {
+            dir,
+            config,
+            url,
+            sandbox,
+        };
+        env.post("/_sandbox/clock", &format!(r#"{{"rate": {RATE}}}"#));
+        env
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.env("PAYTERM_CONFIG", &self.config)
+            .env_remove("PAYTERM_JOURNAL");
+        c
+    }
+
+    /// Runs `payterm ARGS` and returns its output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("run payterm")
+    }
+
+    /// Runs `payterm --json ARGS` and returns (exit code, the final JSON line).
+    pub fn run_json(&self, args: &[&str]) -> (i32, Value, Output) {
+        let out = self
+            .cmd()
+            .arg("--json")
+            .args(args)
+            .output()
+            .expect("run payterm");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let last = stdout
+            .lines()
+            .rev()
+            .find(|l| l.contains("\"result\""))
+            .and_then(|l| serde_json::from_str(l).ok())
+            .unwrap_or(Value::Null);
+        (out.status.code().unwrap_or(-1), last, out)
+    }
+
+    pub fn pay(&self, amount: &str, code: &str) -> (i32, Value) {
+        let (c, v, out) = self.run_json(&["pay", "--amount", amount, "--code", code]);
+        assert!(
+            c != 101,
+            "payterm panicked: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (c, v)
+    }
+
+    pub fn get(&self, path: &str) -> Value {
+        let mut r = ureq::get(&format!("{}{path}", self.url))
+            .call()
+            .expect("sandbox GET");
+        serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+    }
+
+    pub fn post(&self, path: &str, body: &str) -> Value {
+        let mut r = ureq::post(&format!("{}{path}", self.url))
+            .header("Content-Type", "application/json")
+            .send(body)
+            .expect("sandbox POST");
+        serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap_or(Value::Null)
+    }
+
+    pub fn ledger(&self) -> Value {
+        self.get("/_sandbox/ledger")
+    }
+
+    pub fn ledger_order(&self, out_trade_no: &str) -> Option<Value> {
+        self.ledger()["orders"]
+            .as_array()?
+            .iter()
+            .find(|o| o["out_trade_no"] == out_trade_no)
+            .cloned()
+    }
+
+    /// Every attempt in the journal, with history and refunds.
+    pub fn journal(&self) -> Vec<Value> {
+        let out = self.run(&["journal", "export"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// The journal's and the ledger's view of the money must agree on every order, and the
+    /// invariants of RELIABILITY.md §8 that can be checked from outside must hold.
+    pub fn assert_consistent(&self, settled: bool) {
+        let journal = self.journal();
+        let ledger = self.ledger();
+        let mut paid_per_order = std::collections::HashMap::<String, usize>::new();
+        for e in &journal {
+            let a = &e["attempt"];
+            let no = a["out_trade_no"].as_str().unwrap();
+            let state = a["state"].as_str().unwrap();
+            let amount = a["amount"].as_u64().unwrap();
+            let refunded: u64 = e["refunds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["state"] == "DONE")
+                .map(|r| r["amount"].as_u64().unwrap())
+                .sum();
+            if state == "PAID" {
+                *paid_per_order
+                    .entry(a["order_id"].as_str().unwrap().to_string())
+                    .or_default() += 1;
+            }
+            let order = ledger["orders"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|o| o["out_trade_no"] == no);
+            let ledger_net = order.map(|o| o["net_fen"].as_u64().unwrap()).unwrap_or(0);
+            match state {
+                "PAID" => assert_eq!(
+                    ledger_net,
+                    amount - refunded,
+                    "{no}: journal PAID, ledger {order:?}"
+                ),
+                "FAILED" | "REVERSED" => {
+                    let fence_refund = e["refunds"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|r| r["kind"] == "fence");
+                    if !fence_refund {
+                        assert_eq!(ledger_net, 0, "{no}: journal {state}, ledger {order:?}")
+                    } else {
+                        assert_eq!(
+                            ledger_net, 0,
+                            "{no}: refunded after the window, ledger {order:?}"
+                        )
+                    }
+                }
+                other => assert!(!settled, "{no} is still {other} after settling"),
+            }
+        }
+        // I1: at most one PAID per order.
+        assert!(
+            paid_per_order.values().all(|&n| n == 1),
+            "{paid_per_order:?}"
+        );
+        // I3: the gateway never saw an order number the journal does not know.
+        let known: std::collections::HashSet<&str> = journal
+            .iter()
+            .map(|e| e["attempt"]["out_trade_no"].as_str().unwrap())
+            .collect();
+        for o in ledger["orders"].as_array().unwrap() {
+            let no = o["out_trade_no"].as_str().unwrap();
+            assert!(
+                known.contains(no),
+                "the sandbox saw {no}, which the journal does not know"
+            );
+        }
+    }
+
+    /// I5: no full payment code in the journal's files.
+    pub fn assert_no_secret(&self, secret: &str) {
+        for entry in std::fs::read_dir(self.dir.path()).unwrap().flatten() {
+            let bytes = std::fs::read(entry.path()).unwrap_or_default();
+            let hay = String::from_utf8_lossy(&bytes);
+            assert!(
+                !hay.contains(secret),
+                "{} contains a full payment code",
+                entry.path().display()
+            );
+        }
+    }
+
+    pub fn wait_for(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+        let t = Instant::now();
+        while !f() {
+            assert!(t.elapsed() < timeout, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = self.sandbox.kill();
+        let _ = self.sandbox.wait();
+    }
+}
+
+/// A WeChat-shaped payment code, unique per call within a test.
+pub fn code(n: u32) -> String {
+    format!("1345678901{n:08}")
+}
