@@ -9,6 +9,9 @@ pub mod machine;
 pub mod money;
 pub mod policy;
 
+#[cfg(test)]
+mod machine_props;
+
 pub use authcode::{AuthCode, Wallet};
 pub use machine::{Attempt, AttemptState, Next, Op, ReverseAction};
 pub use money::Amount;
