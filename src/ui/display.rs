@@ -98,3 +98,125 @@ mod tests {
         assert!(disp.flush(&f, &[f.bounds()]).is_err());
     }
 }
+
+/// A renderer and the displays it feeds: the daemon's one call per state change.
+pub struct Screens {
+    renderer: super::render::Renderer,
+    displays: Vec<(Box<dyn Display + Send>, bool)>,
+}
+
+impl Screens {
+    /// Screens drawn at `size` (every display added must have that size) in `locale`.
+    pub fn new(size: (u32, u32), locale: super::model::Locale) -> Result<Screens, UiError> {
+        Ok(Screens {
+            renderer: super::render::Renderer::new(size, locale)?,
+            displays: Vec::new(),
+        })
+    }
+
+    /// Adds a display; it receives the whole frame on the next [`Screens::show`].
+    pub fn add(&mut self, display: Box<dyn Display + Send>) -> Result<(), UiError> {
+        let want = (
+            self.renderer.frame().width(),
+            self.renderer.frame().height(),
+        );
+        if display.size() != want {
+            return Err(UiError::BadSize(format!(
+                "display is {}x{} but the screens are drawn at {}x{}",
+                display.size().0,
+                display.size().1,
+                want.0,
+                want.1
+            )));
+        }
+        self.displays.push((display, true));
+        Ok(())
+    }
+
+    pub fn set_locale(&mut self, locale: super::model::Locale) {
+        self.renderer.set_locale(locale);
+    }
+
+    pub fn frame(&self) -> &Frame {
+        self.renderer.frame()
+    }
+
+    /// Draws the state and flushes the changed rectangles to every display. Returns the
+    /// damage. Every display is tried even if one fails; the first error is returned.
+    pub fn show(
+        &mut self,
+        screen: &super::model::Screen,
+        status: &super::model::StatusBar,
+    ) -> Result<Vec<Rectangle>, UiError> {
+        let damage = self.renderer.render(screen, status);
+        let whole = [self.renderer.frame().bounds()];
+        let mut first_err = None;
+        for (d, fresh) in &mut self.displays {
+            let rects: &[Rectangle] = if *fresh { &whole } else { &damage };
+            match d.flush(self.renderer.frame(), rects) {
+                Ok(()) => *fresh = false,
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(damage),
+        }
+    }
+}
+
+#[cfg(test)]
+mod screens_tests {
+    use super::*;
+    use crate::ui::model::{Locale, Screen, StatusBar};
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<usize>>>);
+
+    impl Display for Recorder {
+        fn size(&self) -> (u32, u32) {
+            (320, 240)
+        }
+        fn flush(&mut self, _f: &Frame, damage: &[Rectangle]) -> Result<(), UiError> {
+            let px = damage
+                .iter()
+                .map(|r| (r.size.width * r.size.height) as usize)
+                .sum();
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).push(px);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_late_display_gets_the_whole_frame_and_sizes_must_match() {
+        let mut s = Screens::new((320, 240), Locale::Zh).unwrap_or_else(|e| panic!("{e}"));
+        let a = Recorder::default();
+        s.add(Box::new(a.clone())).unwrap_or_else(|e| panic!("{e}"));
+        let st = StatusBar {
+            merchant: "店".into(),
+            time: "10:00".into(),
+            online: true,
+            unsettled: 0,
+        };
+        s.show(&Screen::Idle, &st).unwrap_or_else(|e| panic!("{e}"));
+        let b = Recorder::default();
+        s.add(Box::new(b.clone())).unwrap_or_else(|e| panic!("{e}"));
+        let d = s.show(&Screen::Idle, &st).unwrap_or_else(|e| panic!("{e}"));
+        assert!(d.is_empty());
+        assert_eq!(
+            *a.0.lock().unwrap_or_else(|e| e.into_inner()),
+            vec![320 * 240, 0]
+        );
+        assert_eq!(
+            *b.0.lock().unwrap_or_else(|e| e.into_inner()),
+            vec![320 * 240]
+        );
+        assert!(
+            s.add(Box::new(PngDisplay::new("/tmp/x.png", (800, 480))))
+                .is_err()
+        );
+    }
+}

@@ -503,16 +503,7 @@ mod tests {
         let mut small = vec![0u8; 10];
         assert!(pack_rect(&f, &f.bounds(), &PixelFormat::RGB565, 8, &mut small).is_err());
         assert!(small.iter().all(|&b| b == 0), "nothing written on error");
-        assert!(
-            pack_rect(
-                &f,
-                &f.bounds(),
-                &PixelFormat::RGB565,
-                6,
-                &mut [0u8; 100]
-            )
-            .is_err()
-        );
+        assert!(pack_rect(&f, &f.bounds(), &PixelFormat::RGB565, 6, &mut [0u8; 100]).is_err());
         let c = Channel {
             offset: 0,
             length: 8,

@@ -27,12 +27,12 @@ mod text;
 pub mod web;
 
 pub use catalog::{SAMPLE_NAMES, SNAPSHOT_SIZES, sample, sample_status};
-pub use display::{Display, PngDisplay};
+pub use display::{Display, PngDisplay, Screens};
 pub use fbdev::{ConsoleGraphics, FbDisplay, PixelFormat};
 pub use frame::Frame;
 pub use model::*;
 pub use render::{Renderer, draw_screen};
-pub use web::{MirrorFrame, MirrorPublisher, mirror_channel, web_router};
+pub use web::{MirrorFrame, MirrorPublisher, mirror_channel, spawn_mirror, web_router};
 
 /// Everything that can go wrong in the UI, with words that say what to fix.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]

@@ -112,6 +112,27 @@ pub fn web_router(frames: watch::Receiver<MirrorFrame>, inputs: mpsc::Sender<UiI
         .with_state(MirrorState { frames, inputs })
 }
 
+/// Binds `addr` and serves [`web_router`] on a spawned task until the task is aborted or the
+/// runtime stops. Returns the bound address (useful with port 0) and the task.
+pub async fn spawn_mirror(
+    addr: std::net::SocketAddr,
+    frames: watch::Receiver<MirrorFrame>,
+    inputs: mpsc::Sender<UiInput>,
+) -> Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>), UiError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| UiError::Io(format!("web mirror cannot listen on {addr}: {e}")))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| UiError::Io(format!("web mirror address: {e}")))?;
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, web_router(frames, inputs)).await {
+            tracing::warn!(error = %e, "web mirror stopped");
+        }
+    });
+    Ok((bound, task))
+}
+
 async fn page() -> impl IntoResponse {
     ([(header::CACHE_CONTROL, "no-store")], Html(PAGE))
 }
@@ -379,12 +400,9 @@ mod tests {
     async fn routes_serve_frames_and_forward_inputs() {
         let (mut publisher, frames) = mirror_channel((320, 240));
         let (tx, mut rx) = mpsc::channel(4);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let (addr, server) = spawn_mirror(([127, 0, 0, 1], 0).into(), frames, tx)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-        let server =
-            tokio::spawn(async move { axum::serve(listener, web_router(frames, tx)).await });
 
         let (st, body) = http(addr, get("/")).await;
         assert_eq!(st, 200);
