@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod core;
+pub mod daemon;
 pub mod device;
 pub mod ecr;
 pub mod engine;

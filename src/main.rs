@@ -91,6 +91,39 @@ impl Details {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// A whole simulated terminal: sandbox gateways, simulated scanner and face module, and the
+    /// screen mirrored as a web page. Prints the URL and what to try.
+    Demo {
+        /// Where the screen's web mirror listens (loopback).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Keep the demo's journal and keys in this folder (default: a new temporary folder).
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
+    /// The daemon, as systemd starts it.
+    Run {
+        /// Overrides [ecr] listen (unix:/path or IP:PORT).
+        #[arg(long)]
+        ecr_listen: Option<String>,
+        /// Where the web mirror listens when the board's display is "web".
+        #[arg(long)]
+        mirror_listen: Option<String>,
+    },
+    /// Renders a sample screen to PNG, for designers and docs.
+    Render {
+        /// A sample name (`payterm render list` prints them).
+        screen: String,
+        #[arg(long, default_value = "480x320")]
+        size: String,
+        #[arg(long, default_value = "zh")]
+        locale: String,
+        #[arg(long, default_value = "screen.png")]
+        out: PathBuf,
+    },
+    /// For installers: prints every code the configured scanners decode (masked) and the
+    /// events that made it. Ctrl-C stops.
+    ScanTest,
     /// Runs the sandbox gateways alone, on loopback.
     Sandbox {
         #[arg(long, default_value = "127.0.0.1:8917")]
@@ -293,6 +326,78 @@ fn run(cli: Cli) -> Result<u8, Fail> {
     let out = Out { json: cli.json };
     match &cli.cmd {
         Cmd::Sandbox { listen, hang_ms } => sandbox(&cli, &out, *listen, *hang_ms),
+        Cmd::Demo { listen, state } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            rt.block_on(payterm::daemon::demo::demo(listen.clone(), state.clone()))?;
+            Ok(0)
+        }
+        Cmd::Run {
+            ecr_listen,
+            mirror_listen,
+        } => {
+            let opts = payterm::daemon::RunOptions {
+                ecr_listen: ecr_listen.clone(),
+                mirror_listen: mirror_listen.clone(),
+                journal: cli.journal.clone(),
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            rt.block_on(payterm::daemon::run(
+                cli.config.clone(),
+                opts,
+                None,
+                std::future::pending(),
+            ))?;
+            Ok(0)
+        }
+        Cmd::Render {
+            screen,
+            size,
+            locale,
+            out: path,
+        } => {
+            if screen == "list" {
+                for n in payterm::ui::SAMPLE_NAMES {
+                    println!("{n}");
+                }
+                return Ok(0);
+            }
+            let size = payterm::ui::parse_size(size)?;
+            let locale: payterm::ui::model::Locale = locale.parse()?;
+            payterm::ui::render_sample_to_file(screen, size, locale, path)?;
+            out.line(
+                format!("wrote {}", path.display()),
+                json!({"result": "ok", "file": path}),
+            );
+            Ok(0)
+        }
+        Cmd::ScanTest => {
+            let cfg = load(&cli)?;
+            let b = cfg
+                .file
+                .board
+                .as_ref()
+                .ok_or_else(|| anyhow!("the configuration names no board profile"))?;
+            let board = payterm::device::load_board(&cfg.resolve(b))?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            let summary = rt.block_on(payterm::device::scan_test(
+                &board,
+                std::io::stdout(),
+                async {
+                    let _ = tokio::signal::ctrl_c().await;
+                },
+            ))?;
+            eprintln!("{summary:?}");
+            Ok(0)
+        }
         Cmd::Pay {
             amount,
             code,
@@ -685,7 +790,23 @@ fn config_check(cli: &Cli, out: &Out) -> Result<u8, Fail> {
         path: cli.config.clone(),
         dir,
     };
-    let problems = cfg.problems();
+    let mut problems = cfg.problems();
+    if let Some(b) = &cfg.file.board {
+        match payterm::device::load_board(&cfg.resolve(b)) {
+            Ok(board) => {
+                for p in payterm::device::check_board(&board) {
+                    let field = format!("board {}", board.name);
+                    problems.push(match p.severity {
+                        payterm::device::board::Severity::Error => {
+                            payterm::config::Problem::error(field, p.to_string())
+                        }
+                        _ => payterm::config::Problem::warning(field, p.to_string()),
+                    });
+                }
+            }
+            Err(e) => problems.push(payterm::config::Problem::error("board", e.to_string())),
+        }
+    }
     for p in &problems {
         out.line(p.to_string(), json!({"severity": if p.severity == Severity::Error { "error" } else { "warning" }, "field": p.field, "message": p.message}));
     }

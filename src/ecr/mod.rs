@@ -1,1 +1,651 @@
-//! (being written)
+//! The ECR API: the local HTTP API cash registers and kiosks use to ask for payments.
+//!
+//! On a unix socket by default, or TCP with a bearer token (required beyond loopback). It
+//! validates input and answers with JSON — errors as `{"error": {"code", "message"}}` — and
+//! changes nothing on bad input. The same caller order id twice returns the same payment. It
+//! decides nothing about money: sales go to the sale controller, settled payments to the engine.
+//! `/notify/{gateway}` receives gateways' signed result notifications (no token: the signature
+//! is the authentication). The contract is written down in `docs/ecr-openapi.yaml`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::core::authcode::Wallet;
+use crate::core::money::Amount;
+use crate::daemon::sale::{SaleCmd, SaleMethod, SaleRequest};
+use crate::daemon::{PaymentEvent, Shared, read};
+use crate::gateway::OrderDetails;
+use crate::journal::{AttemptRow, JournalError, ListFilter};
+
+#[derive(Clone)]
+struct Api {
+    shared: Arc<Shared>,
+    sales: mpsc::Sender<SaleCmd>,
+    token: Option<Arc<String>>,
+}
+
+/// An API error: an HTTP status, a stable code for programs and a message for people.
+pub struct ApiError(StatusCode, &'static str, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.0,
+            axum::Json(json!({"error": {"code": self.1, "message": self.2}})),
+        )
+            .into_response()
+    }
+}
+
+fn bad(code: &'static str, msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, code, msg.into())
+}
+
+pub fn router(shared: Arc<Shared>, sales: mpsc::Sender<SaleCmd>, token: Option<String>) -> Router {
+    let api = Api {
+        shared,
+        sales,
+        token: token.map(Arc::new),
+    };
+    let v1 = Router::new()
+        .route("/v1/payments", post(create).get(list))
+        .route("/v1/payments/{order_id}", get(get_payment))
+        .route("/v1/payments/{order_id}/cancel", post(cancel))
+        .route("/v1/payments/{order_id}/refunds", post(refund))
+        .route("/v1/events", get(events))
+        .route("/v1/health", get(health))
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(api.clone(), auth));
+    Router::new()
+        .merge(v1)
+        .route("/notify/{gateway}", post(notify))
+        .with_state(api)
+}
+
+async fn auth(State(api): State<Api>, req: Request, next: Next) -> Response {
+    api.shared
+        .metrics
+        .ecr_requests
+        .fetch_add(1, Ordering::Relaxed);
+    if let Some(t) = &api.token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        use subtle::ConstantTimeEq;
+        let ok = given.len() == t.len() && bool::from(given.as_bytes().ct_eq(t.as_bytes()));
+        if !ok {
+            api.shared
+                .metrics
+                .ecr_errors
+                .fetch_add(1, Ordering::Relaxed);
+            return ApiError(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid bearer token is required".into(),
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreatePayment {
+    /// The caller's order id: 1–32 letters, digits, '_' or '-'.
+    order_id: String,
+    /// Yuan as a string, e.g. "12.34".
+    amount: String,
+    /// "code" (default), "face" or "qr".
+    #[serde(default)]
+    method: Option<String>,
+    /// A payment code the caller already read; without it the terminal's scanner is used.
+    #[serde(default)]
+    code: Option<String>,
+    /// For face and qr: WECHAT (default) or ALIPAY.
+    #[serde(default)]
+    wallet: Option<String>,
+    #[serde(default)]
+    notify_url: Option<String>,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    attach: Option<String>,
+    #[serde(default)]
+    goods_detail: Option<Value>,
+    #[serde(default)]
+    operator: Option<String>,
+}
+
+fn valid_order_id(s: &str) -> bool {
+    (1..=32).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn payment_json(rows: &[AttemptRow], refunds: Vec<Value>) -> Value {
+    let Some(last) = rows
+        .iter()
+        .find(|a| a.machine.state == crate::core::AttemptState::Paid)
+        .or(rows.last())
+    else {
+        return Value::Null;
+    };
+    json!({
+        "order_id": last.order_id,
+        "amount_fen": last.amount.fen(),
+        "amount": last.amount.to_string(),
+        "state": last.machine.state,
+        "final": last.machine.state.is_final(),
+        "reverse_action": last.machine.reverse_action,
+        "message": last.machine.state.cashier_words(last.machine.reverse_action),
+        "wallet": last.wallet,
+        "out_trade_no": last.out_trade_no,
+        "code_url": last.code_url,
+        "note": last.last_note,
+        "attempts": rows.iter().map(|a| json!({"out_trade_no": a.out_trade_no, "state": a.machine.state, "code": a.code_mask, "created_ms": a.machine.created_ms})).collect::<Vec<_>>(),
+        "refunds": refunds,
+    })
+}
+
+fn event_json(ev: &PaymentEvent) -> Value {
+    json!({
+        "order_id": ev.order_id, "amount_fen": ev.amount_fen, "amount": Amount::from_fen(ev.amount_fen).to_string(),
+        "state": ev.state, "final": false, "note": ev.note, "out_trade_no": ev.out_trade_no, "code_url": ev.code_url,
+        "deadline_ms": ev.deadline_ms,
+    })
+}
+
+/// The payment as the journal (or the waiting sale) knows it.
+async fn lookup(api: &Api, order_id: &str) -> Result<Option<Value>, ApiError> {
+    let shared = api.shared.clone();
+    let id = order_id.to_string();
+    let from_journal = tokio::task::spawn_blocking(move || -> Result<Option<Value>, String> {
+        let e = shared.engine().map_err(|e| e.to_string())?;
+        match e.journal().by_order(&id) {
+            Ok(rows) if rows.is_empty() => Ok(None),
+            Ok(rows) => {
+                let mut refunds = Vec::new();
+                for a in &rows {
+                    for r in e.journal().refunds_for(a.attempt_id).map_err(|e| e.to_string())? {
+                        refunds.push(json!({"refund_id": r.out_refund_no, "amount_fen": r.amount.fen(), "state": r.state, "note": r.note}));
+                    }
+                }
+                Ok(Some(payment_json(&rows, refunds)))
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+    .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, "journal", e))?;
+    if from_journal.is_some() {
+        return Ok(from_journal);
+    }
+    let (tx, rx) = oneshot::channel();
+    let _ = api
+        .sales
+        .send(SaleCmd::Waiting {
+            order_id: order_id.to_string(),
+            reply: tx,
+        })
+        .await;
+    Ok(rx.await.ok().flatten().map(|ev| event_json(&ev)))
+}
+
+async fn create(State(api): State<Api>, body: Bytes) -> Result<Response, ApiError> {
+    let req: CreatePayment = serde_json::from_slice(&body).map_err(|e| {
+        bad(
+            "bad_request",
+            format!("the body is not a valid payment request: {e}"),
+        )
+    })?;
+    if !valid_order_id(&req.order_id) {
+        return Err(bad(
+            "bad_order_id",
+            "order_id must be 1 to 32 letters, digits, '_' or '-'",
+        ));
+    }
+    let max = read(&api.shared.settings).max_amount;
+    let amount =
+        Amount::parse_with_limit(&req.amount, max).map_err(|e| bad("bad_amount", e.to_string()))?;
+    let wallet = match &req.wallet {
+        None => Wallet::Wechat,
+        Some(w) => Wallet::from_paytype(&w.to_ascii_uppercase())
+            .ok_or_else(|| bad("bad_wallet", format!("unknown wallet {w:?}")))?,
+    };
+    let method = match req.method.as_deref().unwrap_or("code") {
+        "code" => {
+            if let Some(c) = &req.code {
+                let rules = read(&api.shared.settings).code_rules.clone();
+                crate::core::AuthCode::classify(c, &rules)
+                    .map_err(|e| bad("bad_code", e.to_string()))?;
+            }
+            SaleMethod::Code(req.code.clone())
+        }
+        "face" => SaleMethod::Face { wallet },
+        "qr" => {
+            if !matches!(wallet, Wallet::Wechat | Wallet::Alipay) {
+                return Err(bad(
+                    "bad_wallet",
+                    "QR pre-orders exist for WECHAT and ALIPAY only",
+                ));
+            }
+            SaleMethod::Qr {
+                wallet,
+                notify_url: req.notify_url.clone(),
+            }
+        }
+        other => {
+            return Err(bad(
+                "bad_method",
+                format!("method {other:?} is not one of code, face, qr"),
+            ));
+        }
+    };
+    let goods = match &req.goods_detail {
+        None => None,
+        Some(v) if v.is_array() => Some(v.to_string()),
+        Some(_) => return Err(bad("bad_goods", "goods_detail must be a JSON array")),
+    };
+    // The same order id again: the same payment, never a second charge.
+    if let Some(existing) = lookup(&api, &req.order_id).await? {
+        if existing["amount_fen"].as_u64() != Some(amount.fen()) {
+            return Err(ApiError(
+                StatusCode::CONFLICT,
+                "order_conflict",
+                format!("order {} exists with another amount", req.order_id),
+            ));
+        }
+        return Ok((StatusCode::OK, axum::Json(existing)).into_response());
+    }
+    let sale = SaleRequest {
+        order_id: req.order_id.clone(),
+        amount,
+        method,
+        details: OrderDetails {
+            body: req.body.unwrap_or_else(|| "payterm".into()),
+            attach: req.attach,
+            goods_detail: goods,
+            operator: req.operator,
+            ..Default::default()
+        },
+    };
+    let (tx, rx) = oneshot::channel();
+    api.sales
+        .send(SaleCmd::Start {
+            req: sale,
+            reply: tx,
+        })
+        .await
+        .map_err(|_| {
+            ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the terminal is stopping".into(),
+            )
+        })?;
+    match rx.await {
+        Ok(Ok(ev)) => Ok((StatusCode::ACCEPTED, axum::Json(event_json(&ev))).into_response()),
+        Ok(Err(why)) => Err(ApiError(StatusCode::CONFLICT, "not_started", why)),
+        Err(_) => Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the terminal is stopping".into(),
+        )),
+    }
+}
+
+async fn get_payment(
+    State(api): State<Api>,
+    Path(order_id): Path<String>,
+) -> Result<Response, ApiError> {
+    match lookup(&api, &order_id).await? {
+        Some(v) => Ok(axum::Json(v).into_response()),
+        None => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no payment for order {order_id}"),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    open: bool,
+    #[serde(default)]
+    review: bool,
+    #[serde(default)]
+    date: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+async fn list(State(api): State<Api>, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
+    let shared = api.shared.clone();
+    let rows = tokio::task::spawn_blocking(move || {
+        let e = shared.engine().map_err(|e| e.to_string())?;
+        e.journal()
+            .list(&ListFilter {
+                open: q.open,
+                review: q.review,
+                date: q.date,
+                limit: Some(q.limit.unwrap_or(100).min(1000)),
+            })
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+    .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, "journal", e))?;
+    let items: Vec<Value> = rows
+        .iter()
+        .map(|a| json!({"order_id": a.order_id, "out_trade_no": a.out_trade_no, "amount_fen": a.amount.fen(), "state": a.machine.state, "created_ms": a.machine.created_ms, "wallet": a.wallet}))
+        .collect();
+    Ok(axum::Json(json!({"payments": items})).into_response())
+}
+
+async fn cancel(
+    State(api): State<Api>,
+    Path(order_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    let _ = api
+        .sales
+        .send(SaleCmd::Abandon {
+            order_id: order_id.clone(),
+            reply: tx,
+        })
+        .await;
+    if rx.await.unwrap_or(false) {
+        return Ok(axum::Json(json!({"order_id": order_id, "state": "ABANDONED", "final": true, "message": "cancelled before any payment request; nothing was charged"})).into_response());
+    }
+    let shared = api.shared.clone();
+    let id = order_id.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        let mut e = shared.engine()?;
+        let tx = shared.events.clone();
+        let mut obs = |r: &AttemptRow, n: &str| {
+            let _ = tx.send(PaymentEvent::from_row(r, n));
+        };
+        e.cancel(&id, &mut obs)
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    match r {
+        Ok(_) => get_payment(State(api), Path(order_id)).await,
+        Err(crate::engine::EngineError::Journal(JournalError::NotFound(_))) => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no payment for order {order_id}"),
+        )),
+        Err(e) => Err(ApiError(
+            StatusCode::CONFLICT,
+            "not_cancelled",
+            e.to_string(),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefundBody {
+    amount: String,
+    #[serde(default)]
+    refund_id: Option<String>,
+}
+
+async fn refund(
+    State(api): State<Api>,
+    Path(order_id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let b: RefundBody = serde_json::from_slice(&body).map_err(|e| {
+        bad(
+            "bad_request",
+            format!("the body is not a refund request: {e}"),
+        )
+    })?;
+    let amount = Amount::parse_yuan(&b.amount).map_err(|e| bad("bad_amount", e.to_string()))?;
+    let shared = api.shared.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        shared.engine()?.refund(&order_id, amount, b.refund_id)
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    match r {
+        Ok(r) => Ok(axum::Json(json!({"refund_id": r.out_refund_no, "amount_fen": r.amount.fen(), "state": r.state, "note": r.note})).into_response()),
+        Err(crate::engine::EngineError::Journal(e @ JournalError::RefundTooLarge { .. })) => Err(bad("refund_too_large", e.to_string())),
+        Err(crate::engine::EngineError::Journal(JournalError::NotFound(o))) => Err(ApiError(StatusCode::NOT_FOUND, "not_found", format!("no payment for order {o}"))),
+        Err(e) => Err(ApiError(StatusCode::CONFLICT, "not_refunded", e.to_string())),
+    }
+}
+
+async fn events(
+    State(api): State<Api>,
+) -> Sse<impl futures_core::Stream<Item = Result<Event, Infallible>>> {
+    let rx = api.shared.events.subscribe();
+    let stream = futures_util_stream(rx);
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+fn futures_util_stream(
+    mut rx: tokio::sync::broadcast::Receiver<PaymentEvent>,
+) -> impl futures_core::Stream<Item = Result<Event, Infallible>> {
+    async_stream(move |tx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(ev) => {
+                    let data = json!({
+                        "order_id": ev.order_id, "out_trade_no": ev.out_trade_no, "state": ev.state,
+                        "amount_fen": ev.amount_fen, "reverse_action": ev.reverse_action, "wallet": ev.wallet,
+                        "code_url": ev.code_url, "note": ev.note, "at_ms": ev.at_ms,
+                    });
+                    if tx
+                        .send(Ok(Event::default().event("payment").data(data.to_string())))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    let _ = tx
+                        .send(Ok(Event::default().event("lagged").data(n.to_string())))
+                        .await;
+                }
+                Err(_) => return,
+            }
+        }
+    })
+}
+
+/// A tiny channel-backed stream, to avoid a dependency for one SSE endpoint.
+fn async_stream<F, Fut>(f: F) -> impl futures_core::Stream<Item = Result<Event, Infallible>>
+where
+    F: FnOnce(mpsc::Sender<Result<Event, Infallible>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(32);
+    tokio::spawn(f(tx));
+    ReceiverStream(rx)
+}
+
+struct ReceiverStream<T>(mpsc::Receiver<T>);
+
+impl<T> futures_core::Stream for ReceiverStream<T> {
+    type Item = T;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<T>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+async fn health(State(api): State<Api>) -> Response {
+    let s = &api.shared;
+    let blocker = s.sale_blocker();
+    let code = if blocker.is_none() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        axum::Json(json!({
+            "ready": s.ready.load(Ordering::SeqCst),
+            "taking_payments": blocker.is_none(),
+            "why_not": blocker,
+            "safe_mode": s.safe_mode.load(Ordering::SeqCst),
+            "online": s.online.load(Ordering::SeqCst),
+            "unsettled": s.unsettled.load(Ordering::SeqCst),
+            "version": env!("CARGO_PKG_VERSION"),
+        })),
+    )
+        .into_response()
+}
+
+async fn metrics(State(api): State<Api>) -> Response {
+    let s = api.shared.clone();
+    let counts = tokio::task::spawn_blocking(move || {
+        s.engine()
+            .ok()
+            .and_then(|e| e.journal().counts().ok())
+            .unwrap_or_default()
+    })
+    .await
+    .unwrap_or_default();
+    let s = &api.shared;
+    let mut out = String::new();
+    out.push_str("# HELP payterm_attempts Attempts in the journal by state.\n# TYPE payterm_attempts gauge\n");
+    for (st, n) in counts {
+        out.push_str(&format!(
+            "payterm_attempts{{state=\"{}\"}} {n}\n",
+            st.as_str()
+        ));
+    }
+    let g = |name: &str, help: &str, kind: &str, v: u64| {
+        format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n")
+    };
+    out.push_str(&g(
+        "payterm_unsettled",
+        "Attempts whose outcome is not settled.",
+        "gauge",
+        s.unsettled.load(Ordering::SeqCst),
+    ));
+    out.push_str(&g(
+        "payterm_online",
+        "1 when the gateways are reachable.",
+        "gauge",
+        s.online.load(Ordering::SeqCst) as u64,
+    ));
+    out.push_str(&g(
+        "payterm_safe_mode",
+        "1 when the journal is damaged and sales are refused.",
+        "gauge",
+        s.safe_mode.load(Ordering::SeqCst) as u64,
+    ));
+    out.push_str(&g(
+        "payterm_payments_started_total",
+        "Payments handed to the engine.",
+        "counter",
+        s.metrics.payments_started.load(Ordering::Relaxed),
+    ));
+    out.push_str(&g(
+        "payterm_ecr_requests_total",
+        "ECR API requests.",
+        "counter",
+        s.metrics.ecr_requests.load(Ordering::Relaxed),
+    ));
+    out.push_str(&g(
+        "payterm_recovery_passes_total",
+        "Recovery passes.",
+        "counter",
+        s.metrics.recovery_passes.load(Ordering::Relaxed),
+    ));
+    out.push_str(&g(
+        "payterm_notifications_total",
+        "Gateway notifications received.",
+        "counter",
+        s.metrics.notifications.load(Ordering::Relaxed),
+    ));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+async fn notify(
+    State(api): State<Api>,
+    Path(gateway): Path<String>,
+    _h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    api.shared
+        .metrics
+        .notifications
+        .fetch_add(1, Ordering::Relaxed);
+    let shared = api.shared.clone();
+    let answer = tokio::task::spawn_blocking(move || match shared.engine() {
+        Ok(mut e) => {
+            let tx = shared.events.clone();
+            let mut obs = |r: &AttemptRow, n: &str| {
+                let _ = tx.send(PaymentEvent::from_row(r, n));
+            };
+            e.notification(&gateway, &body, &mut obs)
+        }
+        Err(_) => "fail",
+    })
+    .await
+    .unwrap_or("fail");
+    ([(header::CONTENT_TYPE, "text/plain")], answer).into_response()
+}
+
+/// Serves `router` on `listen` (`unix:/path` or `IP:PORT`); returns the address it bound.
+pub async fn serve(listen: &str, router: Router) -> anyhow::Result<String> {
+    if let Some(path) = listen.strip_prefix("unix:") {
+        let p = std::path::Path::new(path);
+        if let Some(dir) = p.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = std::fs::remove_file(p);
+        let listener = tokio::net::UnixListener::bind(p)
+            .map_err(|e| anyhow::anyhow!("the ECR API cannot listen on {listen}: {e}"))?;
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o660));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Ok(listen.to_string())
+    } else {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("the ECR API cannot listen on {listen}: {e}"))?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Ok(format!("http://{addr}"))
+    }
+}
+
+/// Removes the unix socket on shutdown.
+pub fn cleanup(listen: &str) {
+    if let Some(path) = listen.strip_prefix("unix:") {
+        let _ = std::fs::remove_file(path);
+    }
+}

@@ -209,6 +209,10 @@ pub trait Gateway: Send + Sync {
         }
     }
     fn refund(&self, a: &AttemptRef, r: &RefundRef) -> RefundOutcome;
+    /// Exchanges a face module's rawdata for the authinfo its SDK needs (aggregator getfaceauth).
+    fn face_auth(&self, _wallet: Wallet, _rawdata: &str) -> Result<String, String> {
+        Err(format!("{} does not take face payments", self.name()))
+    }
     /// Verifies a result notification posted by the gateway.
     fn verify_notification(&self, _body: &[u8]) -> Result<Notice, String> {
         Err(format!(

@@ -242,6 +242,20 @@ impl Journal {
         Ok(j)
     }
 
+    /// Opens an already checked and migrated journal (a second connection in the daemon):
+    /// the same durability settings, without repeating the integrity check.
+    pub fn connect(path: &Path) -> Result<Journal, JournalError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        Ok(Journal {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

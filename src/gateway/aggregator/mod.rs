@@ -499,6 +499,10 @@ impl Gateway for Aggregator {
         }
     }
 
+    fn face_auth(&self, wallet: Wallet, rawdata: &str) -> Result<String, String> {
+        Aggregator::face_auth(self, wallet, rawdata).map_err(|e| e.to_string())
+    }
+
     fn verify_notification(&self, body: &[u8]) -> Result<crate::gateway::Notice, String> {
         let n = self.parse_notification(body).map_err(|e| e.to_string())?;
         Ok(crate::gateway::Notice {

@@ -1,0 +1,556 @@
+//! The daemon (`payterm run`): wires devices → sale controller → engine → journal and gateways →
+//! screens, serves the ECR API, and keeps the journal settled in the background.
+//!
+//! Threads and tasks: payments run on blocking threads (the engine is synchronous and bounded
+//! by HTTP timeouts), each with its own journal connection; one recovery thread drains the
+//! store-and-forward queue at start-up, on a timer and on reconnect, and is the heartbeat the
+//! systemd watchdog listens to; a connectivity monitor probes the gateways; the sale controller
+//! owns the screen. SIGTERM stops taking sales and lets in-flight payments persist their state;
+//! SIGHUP reloads the configuration. Nothing here decides an outcome: the engine does.
+
+pub mod demo;
+pub mod sale;
+pub mod sdnotify;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::config::Config;
+use crate::core::machine::{AttemptState, ReverseAction};
+use crate::engine::{Engine, EngineError, Gateways, PayRequest, Settings};
+use crate::journal::{AttemptRow, Journal, JournalError};
+use crate::util;
+
+/// A change of a payment's state, as the ECR event stream and the screen see it.
+#[derive(Clone, Debug, Serialize)]
+pub struct PaymentEvent {
+    pub order_id: String,
+    pub out_trade_no: Option<String>,
+    /// An attempt state, or a sale step before any attempt exists (`WAITING_FOR_CODE`, …).
+    pub state: String,
+    pub amount_fen: u64,
+    pub reverse_action: Option<ReverseAction>,
+    pub wallet: Option<String>,
+    pub code_url: Option<String>,
+    pub note: String,
+    pub at_ms: i64,
+    /// Seconds the customer has left (show-code, confirming, QR).
+    pub deadline_ms: Option<i64>,
+}
+
+impl PaymentEvent {
+    pub fn from_row(r: &AttemptRow, note: &str) -> PaymentEvent {
+        PaymentEvent {
+            order_id: r.order_id.clone(),
+            out_trade_no: Some(r.out_trade_no.clone()),
+            state: r.machine.state.as_str().to_string(),
+            amount_fen: r.amount.fen(),
+            reverse_action: r.machine.reverse_action,
+            wallet: r.wallet.map(|w| w.paytype().to_string()),
+            code_url: r.code_url.clone(),
+            note: note.to_string(),
+            at_ms: util::now_ms(),
+            deadline_ms: Some(r.machine.deadline_ms),
+        }
+    }
+}
+
+/// Counters for the Prometheus endpoint.
+#[derive(Default)]
+pub struct Metrics {
+    pub payments_started: AtomicU64,
+    pub ecr_requests: AtomicU64,
+    pub ecr_errors: AtomicU64,
+    pub recovery_passes: AtomicU64,
+    pub notifications: AtomicU64,
+}
+
+/// State every task of the daemon shares.
+pub struct Shared {
+    pub config: RwLock<Config>,
+    pub journal_path: PathBuf,
+    pub gateways: RwLock<Gateways>,
+    pub settings: RwLock<Settings>,
+    pub events: broadcast::Sender<PaymentEvent>,
+    /// The journal failed its integrity check: no sales, the file is preserved.
+    pub safe_mode: AtomicBool,
+    /// Start-up recovery has run: sales may start.
+    pub ready: AtomicBool,
+    pub online: AtomicBool,
+    /// False after SIGTERM.
+    pub accepting: AtomicBool,
+    /// The wall clock jumped against the monotonic clock: sales are frozen.
+    pub clock_suspect: AtomicBool,
+    /// Payments running on blocking threads.
+    pub inflight: AtomicUsize,
+    /// Milliseconds (wall) of the recovery loop's last sign of life.
+    pub heartbeat: AtomicI64,
+    pub unsettled: AtomicU64,
+    pub metrics: Metrics,
+    /// Wakes the recovery thread (reconnect, SIGHUP, a finished payment).
+    pub recovery_kick: std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>,
+}
+
+impl Shared {
+    pub fn new(
+        config: Config,
+        journal_path: PathBuf,
+        gateways: Gateways,
+        settings: Settings,
+    ) -> Arc<Shared> {
+        let (events, _) = broadcast::channel(256);
+        Arc::new(Shared {
+            config: RwLock::new(config),
+            journal_path,
+            gateways: RwLock::new(gateways),
+            settings: RwLock::new(settings),
+            events,
+            safe_mode: AtomicBool::new(false),
+            ready: AtomicBool::new(false),
+            online: AtomicBool::new(true),
+            accepting: AtomicBool::new(true),
+            clock_suspect: AtomicBool::new(false),
+            inflight: AtomicUsize::new(0),
+            heartbeat: AtomicI64::new(util::now_ms()),
+            unsettled: AtomicU64::new(0),
+            metrics: Metrics::default(),
+            recovery_kick: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// A fresh engine on its own journal connection.
+    pub fn engine(&self) -> Result<Engine, EngineError> {
+        let j = Journal::connect(&self.journal_path)?;
+        let g = read(&self.gateways).clone();
+        let s = read(&self.settings).clone();
+        Ok(Engine::new(j, g, s))
+    }
+
+    /// Why a new sale cannot start now, if it cannot.
+    pub fn sale_blocker(&self) -> Option<String> {
+        if self.safe_mode.load(Ordering::SeqCst) {
+            return Some(
+                "the journal is damaged: payterm is in safe mode (see the log); no sales".into(),
+            );
+        }
+        if !self.accepting.load(Ordering::SeqCst) {
+            return Some("payterm is shutting down".into());
+        }
+        if !self.ready.load(Ordering::SeqCst) {
+            return Some("start-up recovery is still running; try again in a moment".into());
+        }
+        if self.clock_suspect.load(Ordering::SeqCst) {
+            return Some("the clock jumped; sales are frozen until the time is checked and payterm reloaded (SIGHUP)".into());
+        }
+        None
+    }
+
+    pub fn publish(&self, ev: PaymentEvent) {
+        let _ = self.events.send(ev);
+    }
+
+    pub fn kick_recovery(&self) {
+        if let Ok(g) = self.recovery_kick.lock() {
+            if let Some(tx) = g.as_ref() {
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    pub fn refresh_unsettled(&self) {
+        if let Ok(j) = Journal::connect(&self.journal_path) {
+            if let Ok((n, _, _)) = j.uncertain() {
+                self.unsettled.store(n as u64, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Runs a payment on a blocking thread, publishing every durable change.
+    pub fn spawn_payment(
+        self: &Arc<Self>,
+        req: PayRequest,
+    ) -> tokio::task::JoinHandle<Result<AttemptRow, String>> {
+        let me = self.clone();
+        me.inflight.fetch_add(1, Ordering::SeqCst);
+        me.metrics.payments_started.fetch_add(1, Ordering::Relaxed);
+        tokio::task::spawn_blocking(move || {
+            let result = (|| {
+                let mut e = me.engine().map_err(|e| e.to_string())?;
+                let tx = me.events.clone();
+                let mut obs = |r: &AttemptRow, note: &str| {
+                    let _ = tx.send(PaymentEvent::from_row(r, note));
+                };
+                e.pay(req, &mut obs).map_err(|e| e.to_string())
+            })();
+            me.inflight.fetch_sub(1, Ordering::SeqCst);
+            me.refresh_unsettled();
+            if matches!(&result, Ok(r) if r.machine.state.needs_work()) {
+                me.kick_recovery();
+            }
+            result
+        })
+    }
+}
+
+pub(crate) fn read<T: Clone>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    match l.read() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// Options of `payterm run` beyond the configuration.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Overrides `[ecr] listen`.
+    pub ecr_listen: Option<String>,
+    /// Where the web mirror listens when the board's display is `web`.
+    pub mirror_listen: Option<String>,
+    /// Overrides the journal path.
+    pub journal: Option<PathBuf>,
+}
+
+/// What `run` tells its caller once it is serving (the demo prints it).
+#[derive(Clone)]
+pub struct Serving {
+    pub ecr: String,
+    pub mirror: Option<String>,
+    /// The simulated scanner of a `sim` board: the demo and the tests type codes through it.
+    pub sim_scanner: Option<Arc<crate::device::serial::SimScanner>>,
+}
+
+/// Runs the daemon until SIGTERM/SIGINT (or `stop` resolves). `started` receives the addresses.
+pub async fn run(
+    config_path: PathBuf,
+    opts: RunOptions,
+    started: Option<tokio::sync::oneshot::Sender<Serving>>,
+    stop: impl std::future::Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let cfg = Config::load(&config_path)?;
+    let journal_path = opts.journal.clone().unwrap_or_else(|| cfg.journal_path());
+    let gateways = Gateways::from_config(&cfg)?;
+    let settings = Settings::from_config(&cfg)?;
+    let shared = Shared::new(cfg.clone(), journal_path.clone(), gateways, settings);
+    sdnotify::notify("STATUS=checking the journal");
+    match Journal::open(&journal_path) {
+        Ok(_) => {}
+        Err(e @ JournalError::Damaged { .. }) => {
+            tracing::error!("{e}");
+            shared.safe_mode.store(true, Ordering::SeqCst);
+        }
+        Err(e) => return Err(e).context("opening the journal"),
+    }
+
+    // Recovery before any sale; then the background drain that doubles as the watchdog heartbeat.
+    let (kick_tx, kick_rx) = std::sync::mpsc::channel::<()>();
+    if let Ok(mut g) = shared.recovery_kick.lock() {
+        *g = Some(kick_tx);
+    }
+    let rec = shared.clone();
+    let recovery_thread = std::thread::Builder::new()
+        .name("recovery".into())
+        .spawn(move || recovery_loop(rec, kick_rx))
+        .context("starting the recovery thread")?;
+
+    // Devices, screens and the sale controller.
+    let board = match &cfg.file.board {
+        Some(b) => {
+            Some(crate::device::load_board(&cfg.resolve(b)).context("loading the board profile")?)
+        }
+        None => None,
+    };
+    let (dev_tx, dev_rx) = mpsc::channel(64);
+    let mut devices = board
+        .as_ref()
+        .map(|b| crate::device::start_input_devices(b, dev_tx.clone()));
+    let face = match board.as_ref().and_then(|b| b.face.clone()) {
+        Some(fc) => match crate::device::face::open_face_module(&fc, dev_tx.clone()) {
+            Ok((h, _task)) => Some(h),
+            Err(e) => {
+                tracing::error!("face module: {e}");
+                None
+            }
+        },
+        None => None,
+    };
+    let indicators = board.as_ref().and_then(|b| b.gpio.clone()).and_then(|g| {
+        match crate::device::indicator::start_indicators(&g) {
+            Ok((h, _)) => Some(h),
+            Err(e) => {
+                tracing::warn!("indicators: {e}");
+                None
+            }
+        }
+    });
+    let sim_scanner = devices
+        .as_mut()
+        .and_then(|d| d.sim_scanners.pop())
+        .map(Arc::new);
+    let (ui_tx, ui_rx) = mpsc::channel(64);
+    let (screens, mirror) = sale::screens_for(board.as_ref(), &cfg, &opts, ui_tx.clone()).await?;
+    let (sale_tx, sale_rx) = mpsc::channel(64);
+    let controller = sale::Controller::new(
+        shared.clone(),
+        screens,
+        face,
+        indicators,
+        sim_scanner.clone(),
+    );
+    tokio::spawn(controller.run(sale_rx, dev_rx, ui_rx));
+
+    // The ECR API.
+    let ecr_listen = opts
+        .ecr_listen
+        .clone()
+        .unwrap_or_else(|| cfg.file.ecr.listen.clone());
+    let token = match &cfg.file.ecr.token_file {
+        Some(t) => Some(cfg.read_secret("ECR token", t)?),
+        None => None,
+    };
+    let router = crate::ecr::router(shared.clone(), sale_tx.clone(), token);
+    let ecr_addr = crate::ecr::serve(&ecr_listen, router).await?;
+
+    // Connectivity monitor and the watchdog.
+    tokio::spawn(connectivity(shared.clone()));
+    tokio::spawn(watchdog(shared.clone()));
+    tokio::spawn(clock_watch(shared.clone()));
+
+    // Ready once start-up recovery has run.
+    while !shared.ready.load(Ordering::SeqCst) && !shared.safe_mode.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sdnotify::notify("READY=1\nSTATUS=taking payments");
+    tracing::info!(ecr = %ecr_addr, mirror = ?mirror, "payterm is running");
+    if let Some(s) = started {
+        let _ = s.send(Serving {
+            ecr: ecr_addr,
+            mirror,
+            sim_scanner,
+        });
+    }
+
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = hup.recv() => reload(&shared, &config_path),
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = &mut stop => break,
+        }
+    }
+    sdnotify::notify("STOPPING=1\nSTATUS=finishing in-flight payments");
+    shared.accepting.store(false, Ordering::SeqCst);
+    // In-flight payments persist every step; give them a moment to reach a resting state.
+    // Whatever is still open is picked up by recovery at the next start.
+    for _ in 0..100 {
+        if shared.inflight.load(Ordering::SeqCst) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if let Ok(mut g) = shared.recovery_kick.lock() {
+        *g = None;
+    }
+    let _ = tokio::task::spawn_blocking(move || recovery_thread.join()).await;
+    if let Some(d) = devices {
+        for t in d.tasks {
+            t.abort();
+        }
+    }
+    crate::ecr::cleanup(&ecr_listen);
+    tracing::info!("payterm stopped");
+    Ok(())
+}
+
+fn reload(shared: &Arc<Shared>, path: &std::path::Path) {
+    match Config::load(path)
+        .and_then(|c| Ok((Gateways::from_config(&c)?, Settings::from_config(&c)?, c)))
+    {
+        Ok((g, s, c)) => {
+            *shared.gateways.write().unwrap_or_else(|p| p.into_inner()) = g;
+            *shared.settings.write().unwrap_or_else(|p| p.into_inner()) = s;
+            *shared.config.write().unwrap_or_else(|p| p.into_inner()) = c;
+            shared.clock_suspect.store(false, Ordering::SeqCst);
+            tracing::info!(
+                "configuration reloaded (board and listen addresses take effect at restart)"
+            );
+            shared.kick_recovery();
+        }
+        Err(e) => tracing::error!("reload refused, keeping the running configuration: {e}"),
+    }
+}
+
+/// Start-up recovery, then the periodic store-and-forward drain. The heartbeat proves this loop
+/// is alive; the watchdog stops pinging systemd when it is stuck.
+fn recovery_loop(shared: Arc<Shared>, kick: std::sync::mpsc::Receiver<()>) {
+    let beat = |s: &Shared| s.heartbeat.store(util::now_ms(), Ordering::SeqCst);
+    let mut first = true;
+    loop {
+        beat(&shared);
+        if !shared.safe_mode.load(Ordering::SeqCst) {
+            match shared.engine() {
+                Ok(mut e) => {
+                    let hb = shared.clone();
+                    let tx = shared.events.clone();
+                    let mut obs = |r: &AttemptRow, note: &str| {
+                        hb.heartbeat.store(util::now_ms(), Ordering::SeqCst);
+                        let _ = tx.send(PaymentEvent::from_row(r, note));
+                    };
+                    // At start-up, settle what can be settled now without long waits.
+                    let wait = if first { 2_000 } else { 1_000 };
+                    match e.recover(wait, &mut obs) {
+                        Ok(rep) => {
+                            if !rep.attempts.is_empty() {
+                                tracing::info!(
+                                    looked_at = rep.attempts.len(),
+                                    still_open = rep.still_open(),
+                                    "recovery pass"
+                                );
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!("recovery: {e}");
+                            if matches!(e, EngineError::Journal(JournalError::Damaged { .. })) {
+                                shared.safe_mode.store(true, Ordering::SeqCst);
+                            }
+                        }
+                    }
+                    shared
+                        .metrics
+                        .recovery_passes
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => tracing::error!("recovery cannot open the journal: {e}"),
+            }
+        }
+        shared.refresh_unsettled();
+        if first {
+            first = false;
+            shared.ready.store(true, Ordering::SeqCst);
+        }
+        let interval =
+            Duration::from_millis(read(&shared.config).file.recovery.interval_ms.max(100));
+        let until = std::time::Instant::now() + interval;
+        loop {
+            beat(&shared);
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match kick.recv_timeout(left.min(Duration::from_secs(1))) {
+                Ok(()) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+}
+
+/// Pings systemd only while the recovery loop shows signs of life.
+async fn watchdog(shared: Arc<Shared>) {
+    let Some(interval) = sdnotify::watchdog_interval() else {
+        return;
+    };
+    let limit = interval.as_millis() as i64;
+    loop {
+        tokio::time::sleep(interval / 3).await;
+        let age = util::now_ms() - shared.heartbeat.load(Ordering::SeqCst);
+        if age < limit {
+            sdnotify::notify("WATCHDOG=1");
+        } else {
+            tracing::error!(
+                age_ms = age,
+                "the engine loop is stuck; letting the watchdog restart payterm"
+            );
+        }
+    }
+}
+
+/// Probes each gateway's host with a TCP connect; a return of the link wakes recovery.
+async fn connectivity(shared: Arc<Shared>) {
+    loop {
+        let targets: Vec<String> = {
+            let c = read(&shared.config);
+            c.file
+                .gateways
+                .aggregator
+                .iter()
+                .map(|a| a.base_url.clone())
+                .collect()
+        };
+        let mut up = true;
+        for t in targets {
+            let Ok(u) = url::Url::parse(&t) else { continue };
+            let host = u.host_str().unwrap_or("").to_string();
+            let port = u.port_or_known_default().unwrap_or(443);
+            let probe = tokio::time::timeout(
+                Duration::from_secs(3),
+                tokio::net::TcpStream::connect((host.as_str(), port)),
+            )
+            .await;
+            if !matches!(probe, Ok(Ok(_))) {
+                up = false;
+            }
+        }
+        let was = shared.online.swap(up, Ordering::SeqCst);
+        if up && !was {
+            tracing::info!("gateways reachable again: draining the queue");
+            shared.kick_recovery();
+        } else if !up && was {
+            tracing::warn!(
+                "gateways unreachable: new payments will be uncertain until the link returns"
+            );
+        }
+        let every = read(&shared.config)
+            .file
+            .recovery
+            .interval_ms
+            .clamp(1_000, 10_000);
+        tokio::time::sleep(Duration::from_millis(every)).await;
+    }
+}
+
+/// Compares the wall clock with the monotonic clock; a jump freezes new sales.
+async fn clock_watch(shared: Arc<Shared>) {
+    let start = std::time::Instant::now();
+    let wall0 = util::now_ms();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mono = start.elapsed().as_millis() as i64;
+        let drift = (util::now_ms() - wall0) - mono;
+        let limit = read(&shared.settings).clock_jump_ms;
+        if drift.abs() > limit && !shared.clock_suspect.swap(true, Ordering::SeqCst) {
+            tracing::error!(
+                drift_ms = drift,
+                "the wall clock jumped; new sales are frozen"
+            );
+        }
+    }
+}
+
+impl AttemptState {
+    /// What the cashier should be told, in one short sentence.
+    pub fn cashier_words(self, action: Option<ReverseAction>) -> &'static str {
+        match (self, action) {
+            (AttemptState::Paid, _) => "PAID",
+            (AttemptState::Failed, _) => "Payment failed — customer was not charged",
+            (AttemptState::Reversed, Some(ReverseAction::Refund)) => {
+                "Payment failed — customer will be refunded"
+            }
+            (AttemptState::Reversed, _) => "Payment failed — customer was not charged",
+            (AttemptState::PayIntent | AttemptState::Querying, _) => {
+                "Waiting for the payment result"
+            }
+            _ => "Payment uncertain — do NOT collect again; it is being settled",
+        }
+    }
+}

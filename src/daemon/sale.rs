@@ -1,0 +1,888 @@
+//! The sale controller: what the terminal is doing at the counter, and so what the screen shows.
+//!
+//! One sale at a time, as one scanner and one screen allow. A sale starts from the ECR API or
+//! from the keypad (amount, Enter), waits for a payment code (scanner or web mirror) or runs the
+//! face module's steps, and is then handed to the engine; from there the engine's events drive
+//! the screen until the outcome is shown. The controller holds a payment code only until the
+//! engine takes it. It decides nothing about money.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{PaymentEvent, RunOptions, Shared, read};
+use crate::config::Config;
+use crate::core::authcode::{AuthCode, Wallet};
+use crate::core::money::Amount;
+use crate::device::DeviceEvent;
+use crate::device::board::{BoardProfile, DisplayKind};
+use crate::device::face::{FaceEvent, FaceHandle};
+use crate::device::indicator::{Indication, IndicatorHandle};
+use crate::device::serial::SimScanner;
+use crate::engine::{PayRequest, new_out_trade_no};
+use crate::gateway::{Credential, FaceCode, OrderDetails};
+use crate::ui::display::Screens;
+use crate::ui::model::{
+    DeclineReason, DiagItem, DiagStatus, FaceStep, Key, Locale, Screen, StatusBar, UiInput,
+};
+use crate::util;
+
+/// How a sale is to be paid.
+#[derive(Clone, Debug)]
+pub enum SaleMethod {
+    /// A payment code: given by the caller, or read from the scanner when `None`.
+    Code(Option<String>),
+    Face {
+        wallet: Wallet,
+    },
+    Qr {
+        wallet: Wallet,
+        notify_url: Option<String>,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct SaleRequest {
+    pub order_id: String,
+    pub amount: Amount,
+    pub method: SaleMethod,
+    pub details: OrderDetails,
+}
+
+pub enum SaleCmd {
+    Start {
+        req: SaleRequest,
+        reply: oneshot::Sender<Result<PaymentEvent, String>>,
+    },
+    /// Abandons a sale that has not reached the engine yet. `false`: it is not waiting here.
+    Abandon {
+        order_id: String,
+        reply: oneshot::Sender<bool>,
+    },
+    /// The waiting sale's current event, if `order_id` is the one waiting here.
+    Waiting {
+        order_id: String,
+        reply: oneshot::Sender<Option<PaymentEvent>>,
+    },
+    FaceDone {
+        order_id: String,
+        result: Result<(FaceCode, String), String>,
+    },
+}
+
+enum Phase {
+    Idle,
+    Entering(String),
+    WaitingCode {
+        sale: SaleRequest,
+        until: Instant,
+    },
+    Face {
+        sale: SaleRequest,
+        step: FaceStep,
+    },
+    Running {
+        order_id: String,
+        amount: Amount,
+        last: Option<PaymentEvent>,
+    },
+    Showing {
+        screen: Screen,
+        until: Instant,
+    },
+    Diagnostics,
+}
+
+pub struct Controller {
+    shared: Arc<Shared>,
+    screens: Option<Screens>,
+    face: Option<FaceHandle>,
+    indicators: Option<IndicatorHandle>,
+    sim_scanner: Option<Arc<SimScanner>>,
+    phase: Phase,
+    self_tx: Option<mpsc::Sender<SaleCmd>>,
+    code_wait: Duration,
+}
+
+/// Builds the screens the board asks for. The web mirror (if any) is served here too; its URL is
+/// returned.
+pub async fn screens_for(
+    board: Option<&BoardProfile>,
+    cfg: &Config,
+    opts: &RunOptions,
+    ui_tx: mpsc::Sender<UiInput>,
+) -> anyhow::Result<(Option<Screens>, Option<String>)> {
+    let Some(b) = board else {
+        return Ok((None, None));
+    };
+    let d = &b.display;
+    let size = if d.rotation == 90 || d.rotation == 270 {
+        (d.height, d.width)
+    } else {
+        (d.width, d.height)
+    };
+    let locale: Locale = cfg.file.terminal.locale.parse().unwrap_or_default();
+    let mut screens = Screens::new(size, locale)?;
+    let mut mirror_url = None;
+    match d.kind {
+        DisplayKind::Web => {
+            let (publisher, frames) = crate::ui::web::mirror_channel(size);
+            screens.add(Box::new(publisher))?;
+            let listen = opts
+                .mirror_listen
+                .clone()
+                .unwrap_or_else(|| "127.0.0.1:8080".into());
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("the web mirror cannot listen on {listen}: {e}"))?;
+            let addr = listener.local_addr()?;
+            let router = crate::ui::web::web_router(frames, ui_tx);
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, router).await;
+            });
+            mirror_url = Some(format!("http://{addr}/"));
+        }
+        DisplayKind::Png => {
+            let path = d
+                .device
+                .clone()
+                .unwrap_or_else(|| cfg.journal_path().with_file_name("screen.png"));
+            screens.add(Box::new(crate::ui::display::PngDisplay::new(path, size)))?;
+        }
+        DisplayKind::Fbdev => {
+            let dev = d.device.clone().unwrap_or_else(|| "/dev/fb0".into());
+            match crate::ui::fbdev::FbDisplay::open(&dev, Some(std::path::Path::new("/dev/tty0"))) {
+                Ok(fb) => screens.add(Box::new(fb))?,
+                Err(e) => tracing::error!(
+                    "framebuffer {}: {e}; running without a screen",
+                    dev.display()
+                ),
+            }
+        }
+    }
+    Ok((Some(screens), mirror_url))
+}
+
+impl Controller {
+    pub fn new(
+        shared: Arc<Shared>,
+        screens: Option<Screens>,
+        face: Option<FaceHandle>,
+        indicators: Option<IndicatorHandle>,
+        sim_scanner: Option<Arc<SimScanner>>,
+    ) -> Controller {
+        Controller {
+            shared,
+            screens,
+            face,
+            indicators,
+            sim_scanner,
+            phase: Phase::Idle,
+            self_tx: None,
+            code_wait: Duration::from_secs(60),
+        }
+    }
+
+    pub async fn run(
+        mut self,
+        mut cmds: mpsc::Receiver<SaleCmd>,
+        mut devices: mpsc::Receiver<DeviceEvent>,
+        mut ui: mpsc::Receiver<UiInput>,
+    ) {
+        let (tx, mut own) = mpsc::channel(8);
+        self.self_tx = Some(tx);
+        let mut events = self.shared.events.subscribe();
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut last_drawn: Option<(Screen, StatusBar)> = None;
+        loop {
+            tokio::select! {
+                Some(c) = cmds.recv() => self.on_cmd(c),
+                Some(c) = own.recv() => self.on_cmd(c),
+                Some(d) = devices.recv() => self.on_device(d),
+                Some(i) = ui.recv() => self.on_ui(i).await,
+                ev = events.recv() => match ev {
+                    Ok(ev) => self.on_payment(ev),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => return,
+                },
+                _ = tick.tick() => self.on_tick(),
+            }
+            let now = (self.screen(), self.status());
+            if last_drawn.as_ref() != Some(&now) {
+                if let Some(s) = self.screens.as_mut() {
+                    if let Err(e) = s.show(&now.0, &now.1) {
+                        tracing::warn!("screen: {e}");
+                    }
+                }
+                last_drawn = Some(now);
+            }
+        }
+    }
+
+    fn status(&self) -> StatusBar {
+        let cfg = read(&self.shared.config);
+        let t = util::beijing_human(util::now_ms());
+        StatusBar {
+            merchant: cfg.file.terminal.merchant_name.clone(),
+            time: t.get(11..16).unwrap_or("").to_string(),
+            online: self.shared.online.load(Ordering::SeqCst),
+            unsettled: self.shared.unsettled.load(Ordering::SeqCst) as u32,
+        }
+    }
+
+    fn secs_until(at_ms: Option<i64>) -> u32 {
+        at_ms
+            .map(|t| ((t - util::now_ms()).max(0) / 1000) as u32)
+            .unwrap_or(0)
+    }
+
+    fn screen(&self) -> Screen {
+        match &self.phase {
+            Phase::Idle => Screen::Idle,
+            Phase::Entering(s) => Screen::AmountEntry { input: s.clone() },
+            Phase::WaitingCode { sale, until } => Screen::ShowCode {
+                amount_fen: sale.amount.fen(),
+                seconds_left: until.saturating_duration_since(Instant::now()).as_secs() as u32,
+            },
+            Phase::Face { sale, step } => Screen::Face {
+                amount_fen: sale.amount.fen(),
+                step: *step,
+            },
+            Phase::Running { amount, last, .. } => match last {
+                None => Screen::Processing {
+                    amount_fen: amount.fen(),
+                },
+                Some(ev) => running_screen(ev),
+            },
+            Phase::Showing { screen, .. } => screen.clone(),
+            Phase::Diagnostics => Screen::Diagnostics {
+                items: self.diagnostics(),
+            },
+        }
+    }
+
+    fn diagnostics(&self) -> Vec<DiagItem> {
+        let s = &self.shared;
+        let cfg = read(&s.config);
+        let ok = |b: bool| if b { DiagStatus::Ok } else { DiagStatus::Fail };
+        vec![
+            DiagItem::new("version", env!("CARGO_PKG_VERSION"), DiagStatus::Info),
+            DiagItem::new("terminal", cfg.file.terminal.id.clone(), DiagStatus::Info),
+            DiagItem::new(
+                "gateways",
+                read(&s.gateways).names().join(", "),
+                DiagStatus::Info,
+            ),
+            DiagItem::new(
+                "network",
+                if s.online.load(Ordering::SeqCst) {
+                    "online"
+                } else {
+                    "OFFLINE"
+                },
+                ok(s.online.load(Ordering::SeqCst)),
+            ),
+            DiagItem::new(
+                "journal",
+                if s.safe_mode.load(Ordering::SeqCst) {
+                    "DAMAGED (safe mode)"
+                } else {
+                    "ok"
+                },
+                ok(!s.safe_mode.load(Ordering::SeqCst)),
+            ),
+            DiagItem::new(
+                "unsettled",
+                s.unsettled.load(Ordering::SeqCst).to_string(),
+                if s.unsettled.load(Ordering::SeqCst) == 0 {
+                    DiagStatus::Ok
+                } else {
+                    DiagStatus::Warn
+                },
+            ),
+            DiagItem::new(
+                "clock",
+                if s.clock_suspect.load(Ordering::SeqCst) {
+                    "JUMPED"
+                } else {
+                    "ok"
+                },
+                ok(!s.clock_suspect.load(Ordering::SeqCst)),
+            ),
+            DiagItem::new(
+                "face module",
+                if self.face.is_some() {
+                    "present"
+                } else {
+                    "none"
+                },
+                DiagStatus::Info,
+            ),
+        ]
+    }
+
+    fn show_for(&mut self, screen: Screen, secs: u64) {
+        self.phase = Phase::Showing {
+            screen,
+            until: Instant::now() + Duration::from_secs(secs),
+        };
+    }
+
+    fn indicate(&self, i: Indication) {
+        if let Some(h) = &self.indicators {
+            h.show(i);
+        }
+    }
+
+    fn busy_with(&self) -> Option<String> {
+        match &self.phase {
+            Phase::WaitingCode { sale, .. } | Phase::Face { sale, .. } => {
+                Some(sale.order_id.clone())
+            }
+            Phase::Running { order_id, .. } => Some(order_id.clone()),
+            _ => None,
+        }
+    }
+
+    fn on_cmd(&mut self, c: SaleCmd) {
+        match c {
+            SaleCmd::Start { req, reply } => {
+                let _ = reply.send(self.start(req));
+            }
+            SaleCmd::Abandon { order_id, reply } => {
+                let waiting = matches!(&self.phase, Phase::WaitingCode { sale, .. } | Phase::Face { sale, .. } if sale.order_id == order_id);
+                if waiting {
+                    self.abandon("cancelled before any payment request");
+                }
+                let _ = reply.send(waiting);
+            }
+            SaleCmd::Waiting { order_id, reply } => {
+                let ev = match &self.phase {
+                    Phase::WaitingCode { sale, until } if sale.order_id == order_id => {
+                        Some(self.sale_event(
+                            sale,
+                            "WAITING_FOR_CODE",
+                            "show your payment code",
+                            Some(*until),
+                        ))
+                    }
+                    Phase::Face { sale, .. } if sale.order_id == order_id => {
+                        Some(self.sale_event(sale, "FACE", "face recognition", None))
+                    }
+                    _ => None,
+                };
+                let _ = reply.send(ev);
+            }
+            SaleCmd::FaceDone { order_id, result } => {
+                let Phase::Face { sale, .. } = &self.phase else {
+                    return;
+                };
+                if sale.order_id != order_id {
+                    return;
+                }
+                let sale = sale.clone();
+                match result {
+                    Ok((face_code, openid)) => {
+                        let wallet = match sale.method {
+                            SaleMethod::Face { wallet } => wallet,
+                            _ => Wallet::Wechat,
+                        };
+                        self.pay(sale, Credential::Face { face_code, openid }, Some(wallet));
+                    }
+                    Err(why) => {
+                        self.shared
+                            .publish(self.sale_event(&sale, "ABANDONED", &why, None));
+                        self.indicate(Indication::Declined);
+                        self.show_for(
+                            Screen::Declined {
+                                amount_fen: sale.amount.fen(),
+                                reason: DeclineReason::FaceNotRecognised,
+                            },
+                            5,
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn sale_event(
+        &self,
+        sale: &SaleRequest,
+        state: &str,
+        note: &str,
+        until: Option<Instant>,
+    ) -> PaymentEvent {
+        PaymentEvent {
+            order_id: sale.order_id.clone(),
+            out_trade_no: None,
+            state: state.into(),
+            amount_fen: sale.amount.fen(),
+            reverse_action: None,
+            wallet: None,
+            code_url: None,
+            note: note.into(),
+            at_ms: util::now_ms(),
+            deadline_ms: until.map(|u| {
+                util::now_ms() + u.saturating_duration_since(Instant::now()).as_millis() as i64
+            }),
+        }
+    }
+
+    /// Starts a sale. Only one sale is at the counter at a time.
+    fn start(&mut self, req: SaleRequest) -> Result<PaymentEvent, String> {
+        if let Some(why) = self.shared.sale_blocker() {
+            return Err(why);
+        }
+        if let Some(o) = self.busy_with() {
+            return Err(format!(
+                "the terminal is busy with order {o}; finish or cancel it first"
+            ));
+        }
+        match req.method.clone() {
+            SaleMethod::Code(Some(code)) => {
+                let rules = read(&self.shared.settings).code_rules.clone();
+                let c = AuthCode::classify(&code, &rules).map_err(|e| e.to_string())?;
+                let ev = self.sale_event(&req, "PROCESSING", "payment code received", None);
+                self.pay(req, Credential::Code(c), None);
+                Ok(ev)
+            }
+            SaleMethod::Code(None) => {
+                let until = Instant::now() + self.code_wait;
+                let ev = self.sale_event(
+                    &req,
+                    "WAITING_FOR_CODE",
+                    "show your payment code",
+                    Some(until),
+                );
+                self.shared.publish(ev.clone());
+                self.phase = Phase::WaitingCode { sale: req, until };
+                Ok(ev)
+            }
+            SaleMethod::Qr { wallet, notify_url } => {
+                let ev = self.sale_event(&req, "PROCESSING", "creating the QR code", None);
+                self.pay(req, Credential::Qr { notify_url }, Some(wallet));
+                Ok(ev)
+            }
+            SaleMethod::Face { wallet } => {
+                let Some(face) = self.face.clone() else {
+                    return Err("this terminal has no face module".into());
+                };
+                let ev = self.sale_event(&req, "FACE", "face recognition", None);
+                self.shared.publish(ev.clone());
+                self.phase = Phase::Face {
+                    sale: req.clone(),
+                    step: FaceStep::Starting,
+                };
+                self.spawn_face(face, req, wallet);
+                Ok(ev)
+            }
+        }
+    }
+
+    fn spawn_face(&self, face: FaceHandle, sale: SaleRequest, wallet: Wallet) {
+        let shared = self.shared.clone();
+        let tx = self.self_tx.clone();
+        tokio::spawn(async move {
+            let provider = if wallet == Wallet::Alipay {
+                "alipay"
+            } else {
+                "wechat"
+            };
+            let result = async {
+                let raw = face
+                    .get_rawdata(provider)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let gw_name = read(&shared.settings)
+                    .routes
+                    .get(&wallet)
+                    .cloned()
+                    .ok_or("no route for face payments")?;
+                let gw = read(&shared.gateways)
+                    .get(&gw_name)
+                    .map_err(|e| e.to_string())?;
+                let raw_s = raw.expose().to_string();
+                let auth = tokio::task::spawn_blocking(move || gw.face_auth(wallet, &raw_s))
+                    .await
+                    .map_err(|e| e.to_string())??;
+                face.send_authinfo(
+                    provider,
+                    crate::device::Secret::new(auth),
+                    util::now_ms() / 1000 + 3600,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                let out_trade_no =
+                    new_out_trade_no(&read(&shared.settings).terminal_id, util::now_ms());
+                let outcome = face
+                    .start_face(crate::device::face::msg::StartFace {
+                        txn_id: sale.order_id.clone(),
+                        provider: provider.into(),
+                        amount_fen: sale.amount.fen(),
+                        currency: "CNY".into(),
+                        out_trade_no,
+                        store_id: String::new(),
+                        timeout_ms: 30_000,
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>((
+                    FaceCode::new(outcome.face_code.expose()),
+                    outcome.openid.expose().to_string(),
+                ))
+            }
+            .await;
+            if let Some(tx) = tx {
+                let _ = tx
+                    .send(SaleCmd::FaceDone {
+                        order_id: sale.order_id,
+                        result,
+                    })
+                    .await;
+            }
+        });
+    }
+
+    fn pay(&mut self, sale: SaleRequest, credential: Credential, wallet: Option<Wallet>) {
+        let req = PayRequest {
+            order_id: Some(sale.order_id.clone()),
+            amount: sale.amount,
+            credential,
+            wallet,
+            gateway: None,
+            details: sale.details.clone(),
+        };
+        self.phase = Phase::Running {
+            order_id: sale.order_id.clone(),
+            amount: sale.amount,
+            last: None,
+        };
+        let handle = self.shared.spawn_payment(req);
+        let shared = self.shared.clone();
+        let order = sale.order_id.clone();
+        let amount = sale.amount.fen();
+        tokio::spawn(async move {
+            // A payment refused before any attempt existed (a guard, a duplicate scan) has no
+            // journal event: tell the screen and the ECR stream here.
+            if let Ok(Err(why)) = handle.await {
+                shared.publish(PaymentEvent {
+                    order_id: order,
+                    out_trade_no: None,
+                    state: "REFUSED".into(),
+                    amount_fen: amount,
+                    reverse_action: None,
+                    wallet: None,
+                    code_url: None,
+                    note: why,
+                    at_ms: util::now_ms(),
+                    deadline_ms: None,
+                });
+            }
+        });
+    }
+
+    fn abandon(&mut self, why: &str) {
+        if let Phase::WaitingCode { sale, .. } | Phase::Face { sale, .. } = &self.phase {
+            let ev = self.sale_event(sale, "ABANDONED", why, None);
+            self.shared.publish(ev);
+        }
+        self.phase = Phase::Idle;
+    }
+
+    fn on_payment(&mut self, ev: PaymentEvent) {
+        let Phase::Running {
+            order_id,
+            amount,
+            last,
+        } = &mut self.phase
+        else {
+            return;
+        };
+        if *order_id != ev.order_id {
+            return;
+        }
+        let amount = *amount;
+        let final_screen = match ev.state.as_str() {
+            "PAID" => Some((
+                Screen::Paid {
+                    amount_fen: amount.fen(),
+                    wallet: ui_wallet(ev.wallet.as_deref()),
+                },
+                Some(Indication::Paid),
+            )),
+            "FAILED" => Some((
+                Screen::Declined {
+                    amount_fen: amount.fen(),
+                    reason: decline_reason(&ev.note),
+                },
+                Some(Indication::Declined),
+            )),
+            "REFUSED" => Some((
+                Screen::Declined {
+                    amount_fen: amount.fen(),
+                    reason: DeclineReason::Other(short(&ev.note)),
+                },
+                Some(Indication::Declined),
+            )),
+            "REVERSED" => Some((
+                Screen::Reversed {
+                    amount_fen: amount.fen(),
+                    refunded: ev.reverse_action == Some(crate::core::ReverseAction::Refund),
+                },
+                Some(Indication::Declined),
+            )),
+            "SAF_PENDING" | "MANUAL_REVIEW" => Some((
+                Screen::Uncertain {
+                    amount_fen: amount.fen(),
+                },
+                Some(Indication::Attention),
+            )),
+            _ => None,
+        };
+        match final_screen {
+            Some((screen, ind)) => {
+                if let Some(i) = ind {
+                    self.indicate(i);
+                }
+                self.show_for(screen, 6);
+            }
+            None => *last = Some(ev),
+        }
+    }
+
+    fn on_tick(&mut self) {
+        match &self.phase {
+            Phase::WaitingCode { until, .. } if Instant::now() >= *until => {
+                self.abandon("no payment code was shown in time")
+            }
+            Phase::Showing { until, .. } if Instant::now() >= *until => self.phase = Phase::Idle,
+            _ => {}
+        }
+    }
+
+    fn on_device(&mut self, d: DeviceEvent) {
+        match d {
+            DeviceEvent::Scanned { code, source, .. } => {
+                self.indicate(Indication::Read);
+                match &self.phase {
+                    Phase::WaitingCode { sale, .. } => {
+                        let sale = sale.clone();
+                        let rules = read(&self.shared.settings).code_rules.clone();
+                        match AuthCode::classify(code.expose(), &rules) {
+                            Ok(c) => self.pay(sale, Credential::Code(c), None),
+                            Err(e) => {
+                                tracing::warn!(scanner = %source, "{e}");
+                                self.indicate(Indication::Attention);
+                            }
+                        }
+                    }
+                    _ => {
+                        tracing::info!(scanner = %source, code = %code.masked(), "a code was scanned with no sale waiting; ignored")
+                    }
+                }
+            }
+            DeviceEvent::Key { key, .. } => {
+                use crate::device::KeypadKey as K;
+                let k = match key {
+                    K::Digit(d) => Key::Digit(d),
+                    K::Dot => Key::Dot,
+                    K::Backspace => Key::Backspace,
+                    K::Enter => Key::Enter,
+                    K::Cancel | K::Clear => Key::Cancel,
+                    K::Function(1) => Key::Face,
+                    K::Function(3) => Key::Diagnostics,
+                    K::Function(_) => return,
+                };
+                self.on_key(k);
+            }
+            DeviceEvent::Face(FaceEvent::Progress { txn_id, stage }) => {
+                if let Phase::Face { sale, step } = &mut self.phase {
+                    if sale.order_id == txn_id {
+                        *step = match stage.as_str() {
+                            "look" | "look_at_camera" | "detecting" => FaceStep::LookAtCamera,
+                            "recognising" | "recognizing" | "captured" => FaceStep::Recognising,
+                            "confirm" | "confirm_identity" => FaceStep::ConfirmIdentity,
+                            _ => *step,
+                        };
+                    }
+                }
+            }
+            DeviceEvent::ScanDiscarded { source, reason } => {
+                tracing::debug!(scanner = %source, "discarded: {reason}")
+            }
+            DeviceEvent::DeviceAdded { source, detail, .. } => {
+                tracing::info!(device = %source, "{detail}")
+            }
+            DeviceEvent::DeviceRemoved { source, reason, .. } => {
+                tracing::warn!(device = %source, "{reason}")
+            }
+            DeviceEvent::Face(_) => {}
+        }
+    }
+
+    async fn on_ui(&mut self, i: UiInput) {
+        match i {
+            UiInput::Code(code) => match &self.sim_scanner {
+                // The typed code goes through the simulated scanner's pty and the real decoder.
+                Some(sim) => {
+                    if let Err(e) = sim.scan(&code).await {
+                        tracing::warn!("simulated scanner: {e}");
+                    }
+                }
+                None => self.on_device(DeviceEvent::Scanned {
+                    source: crate::device::SourceId::new("web"),
+                    code: crate::device::Secret::new(code),
+                    trace: Default::default(),
+                }),
+            },
+            UiInput::Key(k) => self.on_key(k),
+        }
+    }
+
+    fn on_key(&mut self, k: Key) {
+        match (&mut self.phase, k) {
+            (Phase::Idle | Phase::Showing { .. }, Key::Digit(d)) => {
+                self.phase = Phase::Entering(d.to_string())
+            }
+            (Phase::Idle | Phase::Showing { .. }, Key::Dot) => {
+                self.phase = Phase::Entering("0.".into())
+            }
+            (Phase::Idle, Key::Diagnostics) => self.phase = Phase::Diagnostics,
+            (Phase::Diagnostics | Phase::Showing { .. }, _) => self.phase = Phase::Idle,
+            (Phase::Entering(s), Key::Digit(d)) => {
+                let decimals = s.split_once('.').map(|(_, f)| f.len());
+                if s.len() < 9 && decimals.is_none_or(|n| n < 2) {
+                    s.push((b'0' + d) as char);
+                }
+            }
+            (Phase::Entering(s), Key::Dot) => {
+                if !s.contains('.') {
+                    s.push('.');
+                }
+            }
+            (Phase::Entering(s), Key::Backspace) => {
+                s.pop();
+                if s.is_empty() {
+                    self.phase = Phase::Idle;
+                }
+            }
+            (Phase::Entering(_), Key::Cancel) => self.phase = Phase::Idle,
+            (Phase::Entering(s), Key::Enter | Key::Face) => {
+                let max = read(&self.shared.settings).max_amount;
+                match Amount::parse_with_limit(s, max) {
+                    Ok(amount) => {
+                        let order_id = new_out_trade_no(
+                            &read(&self.shared.settings).terminal_id,
+                            util::now_ms(),
+                        );
+                        let method = if k == Key::Face {
+                            SaleMethod::Face {
+                                wallet: Wallet::Wechat,
+                            }
+                        } else {
+                            SaleMethod::Code(None)
+                        };
+                        let req = SaleRequest {
+                            order_id,
+                            amount,
+                            method,
+                            details: OrderDetails {
+                                body: "counter sale".into(),
+                                ..Default::default()
+                            },
+                        };
+                        if let Err(e) = self.start(req) {
+                            tracing::warn!("{e}");
+                            self.show_for(
+                                Screen::Declined {
+                                    amount_fen: amount.fen(),
+                                    reason: DeclineReason::Other(short(&e)),
+                                },
+                                4,
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        tracing::info!("amount refused: {e}");
+                        self.indicate(Indication::Attention);
+                    }
+                }
+            }
+            (Phase::WaitingCode { .. } | Phase::Face { .. }, Key::Cancel) => {
+                self.abandon("cancelled by the cashier")
+            }
+            (Phase::Running { order_id, .. }, Key::Cancel) => {
+                let order = order_id.clone();
+                let shared = self.shared.clone();
+                tokio::task::spawn_blocking(move || {
+                    if let Ok(mut e) = shared.engine() {
+                        let tx = shared.events.clone();
+                        let mut obs = |r: &crate::journal::AttemptRow, n: &str| {
+                            let _ = tx.send(PaymentEvent::from_row(r, n));
+                        };
+                        if let Err(err) = e.cancel(&order, &mut obs) {
+                            tracing::warn!("cancel {order}: {err}");
+                        }
+                    }
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+fn short(s: &str) -> String {
+    s.chars().take(60).collect()
+}
+
+fn running_screen(ev: &PaymentEvent) -> Screen {
+    let amount_fen = ev.amount_fen;
+    if let Some(url) = &ev.code_url {
+        if ev.state == "QUERYING" || ev.state == "PAY_INTENT" {
+            return Screen::QrToScan {
+                code_url: url.clone(),
+                amount_fen,
+                seconds_left: Controller::secs_until(ev.deadline_ms),
+            };
+        }
+    }
+    match ev.state.as_str() {
+        "QUERYING" if ev.note.contains("confirming") => Screen::CustomerConfirming {
+            amount_fen,
+            seconds_left: Controller::secs_until(ev.deadline_ms),
+        },
+        "REVERSE_INTENT" => Screen::Uncertain { amount_fen },
+        _ => Screen::Processing { amount_fen },
+    }
+}
+
+fn ui_wallet(w: Option<&str>) -> crate::ui::model::Wallet {
+    use crate::ui::model::Wallet as W;
+    match w {
+        Some("WECHAT") => W::WeChat,
+        Some("ALIPAY") => W::Alipay,
+        Some("UNIONPAY") => W::UnionPay,
+        _ => W::Other,
+    }
+}
+
+/// The gateway's words mapped to what a customer can act on.
+fn decline_reason(note: &str) -> DeclineReason {
+    let n = note.to_ascii_uppercase();
+    if n.contains("NOTENOUGH") || note.contains("余额不足") {
+        DeclineReason::InsufficientFunds
+    } else if n.contains("AUTHCODEEXPIRE") || n.contains("AUTH_CODE") || note.contains("过期") {
+        DeclineReason::CodeExpired
+    } else if note.contains("限额") || n.contains("LIMIT") {
+        DeclineReason::LimitExceeded
+    } else if note.contains("风控") || n.contains("RISK") {
+        DeclineReason::RiskControl
+    } else if n.contains("CLOSED") || note.contains("关闭") || note.contains("cancel") {
+        DeclineReason::CustomerCancelled
+    } else {
+        DeclineReason::Other(short(note.trim_start_matches("declined: ")))
+    }
+}
