@@ -122,6 +122,9 @@ impl Default for Limits {
 pub struct Gateways {
     #[serde(default)]
     pub aggregator: Option<AggregatorConfig>,
+    /// UnionPay 全渠道 (ACP): route `UNIONPAY = "acp"` to use it.
+    #[serde(default)]
+    pub acp: Option<crate::gateway::unionpay::AcpConfig>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -389,7 +392,9 @@ impl Config {
                     "is not a wallet; use WECHAT, ALIPAY, UNIONPAY, JDPAY, QQ, BESTPAY or ECNY",
                 ));
             }
-            let known = gw == "none" || (gw == "aggregator" && f.gateways.aggregator.is_some());
+            let known = gw == "none"
+                || (gw == "aggregator" && f.gateways.aggregator.is_some())
+                || (gw == "acp" && f.gateways.acp.is_some());
             if !known {
                 v.push(Problem::error(
                     format!("routes.{wallet}"),
@@ -426,6 +431,20 @@ impl Config {
                         ));
                     }
                 }
+            }
+        }
+        if let Some(a) = &f.gateways.acp {
+            for (field, why) in a.problems(t.sandbox) {
+                v.push(Problem::error(field, why));
+            }
+            self.check_secret(&mut v, "gateways.acp.sign_pfx", &a.sign_pfx);
+            self.check_secret(
+                &mut v,
+                "gateways.acp.sign_password_file",
+                &a.sign_password_file,
+            );
+            if let Some(k) = &a.secure_key_file {
+                self.check_secret(&mut v, "gateways.acp.secure_key_file", k);
             }
         }
         let ecr = &f.ecr.listen;

@@ -94,6 +94,11 @@ impl Gateways {
             let key = cfg.read_secret("aggregator key", &a.key_file)?;
             g.insert("aggregator", Arc::new(Aggregator::new(a.clone(), key)));
         }
+        if let Some(a) = &cfg.file.gateways.acp {
+            let acp = crate::gateway::unionpay::AcpGateway::from_config(cfg, a)
+                .map_err(|e| crate::config::ConfigError::Invalid(format!("gateways.acp: {e}")))?;
+            g.insert("acp", Arc::new(acp));
+        }
         Ok(g)
     }
 }

@@ -1,0 +1,1562 @@
+//! The UnionPay ACP channel as a [`Gateway`]: QR consume (merchant scans the customer), status
+//! query, consume undo / reversal, refunds, back notifications — plus the pre-authorisation
+//! family, the encryption-certificate update (95) and the reconciliation download (76) as library
+//! calls.
+//!
+//! Every reply is believed only after [`verify_report`] passes and it echoes our merchant and
+//! order; anything else is an unknown outcome carrying the failing step. Follow-up transactions
+//! (undo, refund) need their own `orderId` *and* the exact `txnTime` sent to be queried later, and
+//! the [`Gateway`] trait passes only the refund number: this module therefore writes each
+//! follow-up's identity to a small append-only file (fsynced) *before* sending it, the way the
+//! journal records attempts. It never writes the journal and never decides what the engine does
+//! next.
+
+use std::fmt;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::cert::{Certificate, MerchantKey};
+use super::message::Signer;
+use super::recon::{ReconError, ZmRecord, zm_records_from_file_content};
+use super::sensitive::{CertUpdate, EncryptionCert, encrypt_cert_update};
+use super::txn::{
+    AcpRequest, AcpTxn, CONTENT_TYPE, Endpoint, Merchant, OrigRef, Refused, TxnKind, TxnTime,
+    Verdict, classify_codes, classify_notification, classify_reply, refund_allowed,
+    reversal_allowed, undo_allowed,
+};
+use super::verify::{
+    OwnerRule, TrustConfig, VerifiedMessage, verify_notification_report, verify_report,
+};
+use crate::core::authcode::Wallet;
+use crate::core::machine::{Reply, ReverseAction};
+use crate::core::money::Amount;
+use crate::core::policy::Policy;
+use crate::gateway::transport::{HttpRequest, Timeouts, Transport, UreqTransport};
+use crate::gateway::{
+    AttemptRef, Credential, Gateway, GatewayReply, Notice, RefundOutcome, RefundRef,
+};
+use crate::sign::sm3::SecureKeyHash;
+
+/// Which owner (CN) rule replies must satisfy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OwnerMode {
+    /// `中国银联股份有限公司` in the CN and the CFCA enterprise OU (`ifValidateCNName=true`).
+    #[default]
+    Production,
+    /// Also accept the test environment's `00040000:SIGN` (test configurations only).
+    Test,
+}
+
+/// `[gateways.acp]`: everything the ACP channel needs. Key material is named by path (resolved
+/// against the configuration's folder) or `credential:NAME`, never written inline.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcpConfig {
+    /// Gateway host, e.g. `https://gateway.95516.com`; `/gateway/api/*.do` is appended.
+    pub base_url: String,
+    /// File-download host root, e.g. `https://filedownload.95516.com/`.
+    #[serde(default = "default_file_url")]
+    pub file_url: String,
+    /// `merId`, 15 characters.
+    pub mer_id: String,
+    /// `termId` (8 characters) of this till.
+    #[serde(default)]
+    pub term_id: Option<String>,
+    /// `accessType`: 0 merchant direct, 1 acquirer, 2 platform merchant.
+    #[serde(default = "default_access_type")]
+    pub access_type: String,
+    /// `acqInsCode`, for acquirer access only.
+    #[serde(default)]
+    pub acq_ins_code: Option<String>,
+    /// The merchant's signing key: a PKCS#12 file as UnionPay issues it.
+    pub sign_pfx: String,
+    /// A file holding the PKCS#12 password.
+    pub sign_password_file: String,
+    /// UnionPay's sensitive-information encryption certificate (updated in place by 95).
+    pub encrypt_cert: String,
+    /// The UnionPay intermediate (`acp_*_middle.cer`) and root (`acp_*_root.cer`).
+    pub middle_cert: String,
+    pub root_cert: String,
+    #[serde(default)]
+    pub owner: OwnerMode,
+    /// `version`; only 5.1.0 (SHA-256, certificate carried in each reply) is supported.
+    #[serde(default = "default_version")]
+    pub version: String,
+    /// `signMethod`: 01 (certificate), or 11/12 (secure key, needs `secure_key_file`).
+    #[serde(default = "default_sign_method")]
+    pub sign_method: String,
+    #[serde(default)]
+    pub secure_key_file: Option<String>,
+    /// `backUrl`: where UnionPay posts back notifications.
+    pub back_url: String,
+    #[serde(default = "default_connect_ms")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "default_total_ms")]
+    pub timeout_ms: u64,
+    /// Status queries that confirm an accepted undo/refund/pre-auth within the same call.
+    #[serde(default = "default_confirm")]
+    pub confirm_delays_ms: Vec<u64>,
+    /// A follow-up that status queries still cannot find (34) this long after it was sent is
+    /// taken as never arrived and may be sent again.
+    #[serde(default = "default_lost_after")]
+    pub lost_after_ms: u64,
+    /// Where follow-up identities are recorded; default: `acp-followups.jsonl` beside the
+    /// journal.
+    #[serde(default)]
+    pub state_file: Option<String>,
+    /// The channel's rules; the defaults are ACP's.
+    #[serde(default = "Policy::acp")]
+    pub policy: Policy,
+}
+
+fn default_file_url() -> String {
+    "https://filedownload.95516.com/".into()
+}
+fn default_access_type() -> String {
+    "0".into()
+}
+fn default_version() -> String {
+    "5.1.0".into()
+}
+fn default_sign_method() -> String {
+    "01".into()
+}
+fn default_connect_ms() -> u64 {
+    5_000
+}
+fn default_total_ms() -> u64 {
+    30_000
+}
+fn default_confirm() -> Vec<u64> {
+    vec![1_000, 2_000, 4_000]
+}
+fn default_lost_after() -> u64 {
+    120_000
+}
+
+impl AcpConfig {
+    /// Every mistake in these settings, as (field, explanation); `sandbox` relaxes https.
+    pub fn problems(&self, sandbox: bool) -> Vec<(String, String)> {
+        let mut p = Vec::new();
+        let mut err = |f: &str, m: String| p.push((format!("gateways.acp.{f}"), m));
+        for (f, u) in [("base_url", &self.base_url), ("file_url", &self.file_url)] {
+            match url::Url::parse(u) {
+                Err(_) => err(f, format!("{u:?} is not a URL")),
+                Ok(x) if x.scheme() != "https" && !sandbox => err(
+                    f,
+                    "must use https outside a sandbox configuration".to_string(),
+                ),
+                Ok(_) => {}
+            }
+        }
+        if url::Url::parse(&self.back_url).is_err() {
+            err("back_url", format!("{:?} is not a URL", self.back_url));
+        }
+        if self.mer_id.len() != 15 || !self.mer_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            err("mer_id", "must be the 15-character merId".to_string());
+        }
+        if let Some(t) = &self.term_id {
+            if t.len() != 8 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+                err("term_id", "must be 8 printable characters".to_string());
+            }
+        }
+        if !matches!(self.access_type.as_str(), "0" | "1" | "2") {
+            err("access_type", "must be 0, 1 or 2".to_string());
+        }
+        if self.access_type == "1" && self.acq_ins_code.is_none() {
+            err(
+                "acq_ins_code",
+                "is required with access_type 1 (acquirer)".to_string(),
+            );
+        }
+        if self.version != "5.1.0" {
+            err("version", "only 5.1.0 is supported".to_string());
+        }
+        match self.sign_method.as_str() {
+            "01" => {}
+            "11" | "12" if self.secure_key_file.is_some() => {}
+            "11" | "12" => err(
+                "secure_key_file",
+                "sign_method 11/12 needs the secure key".to_string(),
+            ),
+            m => err("sign_method", format!("{m:?} is not 01, 11 or 12")),
+        }
+        if self.owner == OwnerMode::Test && !sandbox {
+            err(
+                "owner",
+                "\"test\" accepts UnionPay's test certificates; use it only in test configurations (terminal.sandbox = true)".to_string(),
+            );
+        }
+        if self.confirm_delays_ms.len() > 10 {
+            err(
+                "confirm_delays_ms",
+                "at most 10 confirmation queries".into(),
+            );
+        }
+        for q in self.policy.problems() {
+            err("policy", q);
+        }
+        p
+    }
+}
+
+/// Why the ACP gateway could not be built or a library call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AcpError {
+    #[error("{what}: {why}")]
+    Load { what: String, why: String },
+    #[error("the request could not be built: {0}")]
+    Build(String),
+    #[error("no trustworthy reply: {0}")]
+    Unknown(String),
+    #[error("UnionPay refused: {code} {message}")]
+    Refused { code: String, message: String },
+    #[error("the reply is missing {0}")]
+    Missing(&'static str),
+    #[error("reconciliation file: {0}")]
+    Recon(#[from] ReconError),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// The loaded keys and certificates.
+pub struct AcpKeys {
+    pub key: MerchantKey,
+    pub secure_key: Option<Zeroizing<Vec<u8>>>,
+    pub trust: TrustConfig,
+    pub encrypt_cert: EncryptionCert,
+    /// Where the encryption certificate lives, for the 95 update; `None`: memory only.
+    pub encrypt_cert_path: Option<PathBuf>,
+}
+
+impl fmt::Debug for AcpKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "AcpKeys {{ certId: {}, encryptCertId: {}, key: redacted }}",
+            self.key.cert_id(),
+            self.encrypt_cert.cert_id()
+        )
+    }
+}
+
+fn secret_path(cfg: &crate::config::Config, spec: &str) -> PathBuf {
+    match spec.strip_prefix("credential:") {
+        Some(name) => PathBuf::from(
+            std::env::var("CREDENTIALS_DIRECTORY")
+                .unwrap_or_else(|_| "/run/credentials/payterm.service".into()),
+        )
+        .join(name),
+        None => cfg.resolve(spec),
+    }
+}
+
+fn load_cert(path: &Path, what: &str) -> Result<Certificate, AcpError> {
+    Certificate::load(path).map_err(|e| AcpError::Load {
+        what: format!("{what} {}", path.display()),
+        why: e.to_string(),
+    })
+}
+
+impl AcpKeys {
+    /// Reads the key, password and certificates named by `acp` (paths resolved by `cfg`).
+    pub fn load(cfg: &crate::config::Config, acp: &AcpConfig) -> Result<AcpKeys, AcpError> {
+        let password = cfg
+            .read_secret("ACP signing key password", &acp.sign_password_file)
+            .map(Zeroizing::new)
+            .map_err(|e| AcpError::Load {
+                what: "gateways.acp.sign_password_file".into(),
+                why: e.to_string(),
+            })?;
+        let pfx = secret_path(cfg, &acp.sign_pfx);
+        let key = MerchantKey::load_pkcs12(&pfx, &password).map_err(|e| AcpError::Load {
+            what: format!("the signing key {}", pfx.display()),
+            why: e.to_string(),
+        })?;
+        let secure_key = match &acp.secure_key_file {
+            Some(f) => Some(Zeroizing::new(
+                cfg.read_secret("ACP secure key", f)
+                    .map_err(|e| AcpError::Load {
+                        what: "gateways.acp.secure_key_file".into(),
+                        why: e.to_string(),
+                    })?
+                    .into_bytes(),
+            )),
+            None => None,
+        };
+        let middle = load_cert(&cfg.resolve(&acp.middle_cert), "the middle certificate")?;
+        let root = load_cert(&cfg.resolve(&acp.root_cert), "the root certificate")?;
+        let mut trust = match acp.owner {
+            OwnerMode::Production => TrustConfig::production(middle, root),
+            OwnerMode::Test => TrustConfig::test(middle, root),
+        };
+        trust.secure_key = secure_key.clone();
+        let enc_path = cfg.resolve(&acp.encrypt_cert);
+        let encrypt_cert = EncryptionCert::new(load_cert(&enc_path, "the encryption certificate")?);
+        Ok(AcpKeys {
+            key,
+            secure_key,
+            trust,
+            encrypt_cert,
+            encrypt_cert_path: Some(enc_path),
+        })
+    }
+}
+
+/// The state of a recorded follow-up transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FollowUpState {
+    /// Written before sending: it may or may not have arrived.
+    Sent,
+    /// Confirmed by a verified reply or status query.
+    Done,
+    /// Definitely not processed (refused, busy, or never arrived): may be sent again.
+    Failed,
+}
+
+/// One follow-up transaction's identity, as recorded before it was sent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowUp {
+    /// `undo:<out_trade_no>` or `refund:<out_refund_no>`.
+    pub key: String,
+    pub order_id: String,
+    pub txn_time: String,
+    pub state: FollowUpState,
+    /// When it was recorded (Unix ms).
+    pub at_ms: i64,
+    #[serde(default)]
+    pub query_id: Option<String>,
+    #[serde(default)]
+    pub note: String,
+}
+
+/// Append-only record of follow-ups: the latest line for a `(key, order_id)` wins.
+struct FollowUps {
+    path: Option<PathBuf>,
+    mem: Mutex<Vec<FollowUp>>,
+}
+
+impl FollowUps {
+    fn open(path: Option<PathBuf>) -> Result<FollowUps, AcpError> {
+        let mut v = Vec::new();
+        if let Some(p) = &path {
+            match std::fs::read_to_string(p) {
+                Ok(text) => {
+                    for (i, line) in text.lines().enumerate() {
+                        if line.trim().is_empty() {
+                            continue;
+                        }
+                        match serde_json::from_str::<FollowUp>(line) {
+                            Ok(f) => v.push(f),
+                            // A torn last line (power loss mid-write) is the only expected damage.
+                            Err(e) => tracing::warn!(
+                                "{}:{}: unreadable follow-up record ignored: {e}",
+                                p.display(),
+                                i + 1
+                            ),
+                        }
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(AcpError::Io(format!("cannot read {}: {e}", p.display())));
+                }
+            }
+        }
+        Ok(FollowUps {
+            path,
+            mem: Mutex::new(v),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<FollowUp>> {
+        match self.mem.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Durably records `f` (fsync) before anything is sent on its behalf.
+    fn put(&self, f: FollowUp) -> Result<(), AcpError> {
+        let mut mem = self.lock();
+        if let Some(p) = &self.path {
+            let line = serde_json::to_string(&f).map_err(|e| AcpError::Io(e.to_string()))?;
+            let write = || -> std::io::Result<()> {
+                if let Some(d) = p.parent() {
+                    std::fs::create_dir_all(d)?;
+                }
+                use std::os::unix::fs::OpenOptionsExt;
+                let mut file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .mode(0o600)
+                    .open(p)?;
+                file.write_all(format!("{line}\n").as_bytes())?;
+                file.sync_all()
+            };
+            write().map_err(|e| AcpError::Io(format!("cannot record in {}: {e}", p.display())))?;
+        }
+        mem.retain(|x| !(x.key == f.key && x.order_id == f.order_id));
+        mem.push(f);
+        Ok(())
+    }
+
+    /// Every follow-up under `key`, oldest first.
+    fn all(&self, key: &str) -> Vec<FollowUp> {
+        self.lock()
+            .iter()
+            .filter(|f| f.key == key)
+            .cloned()
+            .collect()
+    }
+
+    fn latest(&self, key: &str) -> Option<FollowUp> {
+        self.all(key).pop()
+    }
+}
+
+/// The result of a pre-authorisation-family call: the identity to keep and what is known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxnResult {
+    pub order_id: String,
+    pub txn_time: TxnTime,
+    /// UnionPay's `queryId` of this transaction, once known.
+    pub query_id: Option<String>,
+    pub verdict: Verdict,
+    pub detail: String,
+}
+
+/// What the 95 update did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CertUpdateOutcome {
+    Unchanged {
+        cert_id: String,
+    },
+    Replaced {
+        old_cert_id: String,
+        new_cert_id: String,
+        /// Where the new certificate was written (the configured path), if anywhere.
+        path: Option<PathBuf>,
+        /// The previous certificate, kept while it is still valid.
+        previous: Option<PathBuf>,
+    },
+}
+
+/// A downloaded reconciliation file.
+#[derive(Clone, Debug)]
+pub struct ReconFile {
+    pub file_name: Option<String>,
+    pub settle_date: String,
+    /// Every ZM entry of the archive, with its records.
+    pub entries: Vec<(String, Vec<ZmRecord>)>,
+}
+
+impl ReconFile {
+    pub fn records(&self) -> impl Iterator<Item = &ZmRecord> {
+        self.entries.iter().flat_map(|(_, r)| r.iter())
+    }
+}
+
+/// The clock the gateway reads (Unix ms); tests pass a fixed one.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+pub struct AcpGateway {
+    cfg: AcpConfig,
+    merchant: Merchant,
+    keys: AcpKeys,
+    encrypt_cert: RwLock<EncryptionCert>,
+    transport: Arc<dyn Transport>,
+    store: FollowUps,
+    clock: Clock,
+}
+
+impl fmt::Debug for AcpGateway {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "AcpGateway {{ merId: {}, base_url: {}, keys: {:?} }}",
+            self.cfg.mer_id, self.cfg.base_url, self.keys
+        )
+    }
+}
+
+fn beijing_stamp(ms: i64) -> String {
+    crate::util::beijing_stamp(ms)
+}
+
+fn unknown(why: impl Into<String>) -> GatewayReply {
+    let why = why.into();
+    GatewayReply::new(Reply::unknown(why.clone()), why)
+}
+
+fn resp_detail(m: &VerifiedMessage) -> String {
+    let mut s = format!(
+        "respCode {} {}",
+        m.get("respCode").unwrap_or("-"),
+        m.get("respMsg").unwrap_or("")
+    );
+    if let Some(o) = m.get("origRespCode") {
+        s.push_str(&format!(
+            "; origRespCode {o} {}",
+            m.get("origRespMsg").unwrap_or("")
+        ));
+    }
+    s
+}
+
+impl AcpGateway {
+    /// Builds the gateway from configuration: keys, trust, HTTP transport and follow-up file.
+    pub fn from_config(
+        cfg: &crate::config::Config,
+        acp: &AcpConfig,
+    ) -> Result<AcpGateway, AcpError> {
+        let keys = AcpKeys::load(cfg, acp)?;
+        let t = Timeouts {
+            connect: Duration::from_millis(acp.connect_timeout_ms),
+            total: Duration::from_millis(acp.timeout_ms),
+        };
+        let state = match &acp.state_file {
+            Some(s) => cfg.resolve(s),
+            None => cfg.journal_path().with_file_name("acp-followups.jsonl"),
+        };
+        AcpGateway::new(
+            acp.clone(),
+            keys,
+            Arc::new(UreqTransport::new(t)),
+            Some(state),
+        )
+    }
+
+    /// Builds the gateway from loaded parts; `state_file: None` keeps follow-ups in memory.
+    pub fn new(
+        cfg: AcpConfig,
+        keys: AcpKeys,
+        transport: Arc<dyn Transport>,
+        state_file: Option<PathBuf>,
+    ) -> Result<AcpGateway, AcpError> {
+        let merchant = Merchant {
+            mer_id: cfg.mer_id.clone(),
+            back_url: cfg.back_url.clone(),
+            access_type: cfg.access_type.clone(),
+            acq_ins_code: cfg.acq_ins_code.clone(),
+            term_id: cfg.term_id.clone(),
+        };
+        let store = FollowUps::open(state_file)?;
+        Ok(AcpGateway {
+            encrypt_cert: RwLock::new(keys.encrypt_cert.clone()),
+            cfg,
+            merchant,
+            keys,
+            transport,
+            store,
+            clock: Arc::new(crate::util::now_ms),
+        })
+    }
+
+    /// Replaces the clock (tests of the time windows).
+    pub fn with_clock(mut self, clock: Clock) -> AcpGateway {
+        self.clock = clock;
+        self
+    }
+
+    pub fn config(&self) -> &AcpConfig {
+        &self.cfg
+    }
+
+    pub fn trust(&self) -> &TrustConfig {
+        &self.keys.trust
+    }
+
+    /// The encryption certificate in use (after any 95 update).
+    pub fn encrypt_cert(&self) -> EncryptionCert {
+        match self.encrypt_cert.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn now_ms(&self) -> i64 {
+        (self.clock)()
+    }
+
+    fn now_txn_time(&self) -> TxnTime {
+        let now = self.now_ms();
+        TxnTime::from_unix_ms(now)
+            .or_else(|| TxnTime::parse(&beijing_stamp(now)))
+            .unwrap_or_else(|| {
+                // Only reachable with a clock outside chrono's range.
+                TxnTime::parse("20000101000000").unwrap_or_else(|| unreachable!())
+            })
+    }
+
+    fn signer(&self) -> Signer<'_> {
+        match (self.cfg.sign_method.as_str(), &self.keys.secure_key) {
+            ("11", Some(k)) => Signer::SecureKey {
+                hash: SecureKeyHash::Sha256,
+                key: k,
+            },
+            ("12", Some(k)) => Signer::SecureKey {
+                hash: SecureKeyHash::Sm3,
+                key: k,
+            },
+            _ => Signer::Cert(&self.keys.key),
+        }
+    }
+
+    fn url(&self, e: Endpoint) -> String {
+        if e.on_file_host() {
+            self.cfg.file_url.clone()
+        } else {
+            format!("{}{}", self.cfg.base_url.trim_end_matches('/'), e.path())
+        }
+    }
+
+    /// Signs and sends `req`, returning the reply only once it verifies and echoes our merchant
+    /// (and order, when `order_id` is given). `Err` says why nothing can be believed.
+    fn exchange(&self, req: AcpRequest, order_id: Option<&str>) -> Result<VerifiedMessage, String> {
+        let signed = req
+            .sign(self.signer(), &mut rand::thread_rng())
+            .map_err(|e| format!("cannot sign: {e}"))?;
+        let http = HttpRequest {
+            url: self.url(signed.endpoint),
+            content_type: CONTENT_TYPE,
+            headers: vec![],
+            body: signed.body.into_bytes(),
+        };
+        let resp = self.transport.post(&http).map_err(|e| e.to_string())?;
+        if resp.status != 200 {
+            return Err(format!("UnionPay replied HTTP {}", resp.status));
+        }
+        let text =
+            String::from_utf8(resp.body).map_err(|_| "the reply is not UTF-8 text".to_string())?;
+        let now = UNIX_EPOCH + Duration::from_millis(self.now_ms().max(0) as u64);
+        let report = verify_report(&text, &self.keys.trust, now);
+        let m = report.into_verified().map_err(|r| match r.failure() {
+            Some((step, why)) => format!("reply not verified at step {}: {why}", step.name()),
+            None => "reply not verified".to_string(),
+        })?;
+        if let Some(mer) = m.get("merId") {
+            if mer != self.cfg.mer_id {
+                return Err(format!("the reply is for merchant {mer}, not ours"));
+            }
+        }
+        if let (Some(want), Some(got)) = (order_id, m.get("orderId")) {
+            if want != got {
+                return Err(format!("the reply is for order {got}, not {want}"));
+            }
+        }
+        Ok(m)
+    }
+
+    /// Status query (00) of any transaction of ours: the verdict and the verified reply.
+    pub fn status(&self, order_id: &str, txn_time: TxnTime) -> (Verdict, Option<VerifiedMessage>) {
+        let req = match AcpTxn::Query.build(&self.merchant, order_id, txn_time) {
+            Ok(r) => r,
+            Err(e) => {
+                return (
+                    Verdict::Unknown {
+                        reason: format!("cannot build the query: {e}"),
+                    },
+                    None,
+                );
+            }
+        };
+        match self.exchange(req, Some(order_id)) {
+            Ok(m) => (classify_reply(TxnKind::Query, &m), Some(m)),
+            Err(why) => (Verdict::Unknown { reason: why }, None),
+        }
+    }
+
+    /// Queries an accepted follow-up on the confirmation schedule until its result is known.
+    fn confirm(&self, order_id: &str, txn_time: TxnTime) -> (Verdict, Option<VerifiedMessage>) {
+        let mut last = (
+            Verdict::Unknown {
+                reason: "accepted; not yet confirmed".into(),
+            },
+            None,
+        );
+        for d in &self.cfg.confirm_delays_ms {
+            std::thread::sleep(Duration::from_millis(*d));
+            last = self.status(order_id, txn_time);
+            if !matches!(last.0, Verdict::Unknown { .. }) {
+                break;
+            }
+        }
+        last
+    }
+
+    /// Sends a money-moving transaction now and confirms it by status queries.
+    fn money_txn(&self, txn: AcpTxn, order_id: &str) -> TxnResult {
+        let tt = self.now_txn_time();
+        let kind = txn.kind();
+        let mut result = TxnResult {
+            order_id: order_id.to_string(),
+            txn_time: tt,
+            query_id: None,
+            verdict: Verdict::Unknown {
+                reason: String::new(),
+            },
+            detail: String::new(),
+        };
+        let req = match txn.build(&self.merchant, order_id, tt) {
+            Ok(r) => r,
+            Err(e) => {
+                result.verdict = Verdict::Failed {
+                    code: "build".into(),
+                    message: e.to_string(),
+                };
+                result.detail = format!("not sent: {e}");
+                return result;
+            }
+        };
+        match self.exchange(req, Some(order_id)) {
+            Err(why) => {
+                result.detail = why.clone();
+                result.verdict = Verdict::Unknown { reason: why };
+            }
+            Ok(m) => {
+                result.detail = resp_detail(&m);
+                result.query_id = m.get("queryId").map(str::to_string);
+                let code = m.get("respCode").unwrap_or("");
+                result.verdict = if matches!(code, "00" | "A6") {
+                    let (v, q) = self.confirm(order_id, tt);
+                    if let Some(q) = &q {
+                        result.detail = format!("{}; confirmed: {}", result.detail, resp_detail(q));
+                        if let Some(id) = q.get("queryId") {
+                            result.query_id = Some(id.to_string());
+                        }
+                    }
+                    v
+                } else {
+                    classify_reply(kind, &m)
+                };
+            }
+        }
+        result
+    }
+
+    /// QR pre-authorisation where the merchant scans the customer's code (02/04).
+    pub fn preauth(&self, order_id: &str, amount: Amount, qr_no: &str) -> TxnResult {
+        self.money_txn(
+            AcpTxn::QrPreAuth {
+                amount,
+                qr_no: qr_no.to_string(),
+            },
+            order_id,
+        )
+    }
+
+    /// Pre-authorisation undo (32), full amount.
+    pub fn preauth_undo(&self, order_id: &str, orig: OrigRef, amount: Amount) -> TxnResult {
+        self.money_txn(AcpTxn::PreAuthUndo { orig, amount }, order_id)
+    }
+
+    /// Pre-authorisation completion (03).
+    pub fn preauth_complete(&self, order_id: &str, orig: OrigRef, amount: Amount) -> TxnResult {
+        self.money_txn(AcpTxn::PreAuthComplete { orig, amount }, order_id)
+    }
+
+    /// Pre-authorisation completion undo (33), full amount of the completion.
+    pub fn preauth_complete_undo(
+        &self,
+        order_id: &str,
+        orig: OrigRef,
+        amount: Amount,
+    ) -> TxnResult {
+        self.money_txn(AcpTxn::PreAuthCompleteUndo { orig, amount }, order_id)
+    }
+
+    /// Encryption-certificate update query (95): asks, verifies the reply and the new
+    /// certificate's chain, and when it changed writes it atomically over the configured file,
+    /// keeping the previous one beside it (`.previous`) while it is still valid.
+    pub fn update_encryption_cert(&self) -> Result<CertUpdateOutcome, AcpError> {
+        let tt = self.now_txn_time();
+        let order_id = format!("CERT{tt}");
+        let req = AcpTxn::EncryptCertUpdate
+            .build(&self.merchant, &order_id, tt)
+            .map_err(|e| AcpError::Build(e.to_string()))?;
+        let m = self
+            .exchange(req, Some(&order_id))
+            .map_err(AcpError::Unknown)?;
+        match classify_reply(TxnKind::EncryptCertUpdate, &m) {
+            Verdict::Done => {}
+            Verdict::Failed { code, message } => return Err(AcpError::Refused { code, message }),
+            Verdict::Unknown { reason } => return Err(AcpError::Unknown(reason)),
+        }
+        let current = self.encrypt_cert();
+        let old_id = current.cert_id();
+        let update = encrypt_cert_update(&m, &old_id, &self.keys.trust.middle)
+            .map_err(|e| AcpError::Unknown(e.to_string()))?;
+        let new = match update {
+            CertUpdate::Unchanged => return Ok(CertUpdateOutcome::Unchanged { cert_id: old_id }),
+            CertUpdate::Replace(c) => *c,
+        };
+        let now = UNIX_EPOCH + Duration::from_millis(self.now_ms().max(0) as u64);
+        new.certificate()
+            .check_validity(now)
+            .map_err(|e| AcpError::Unknown(format!("the new encryption certificate {e}")))?;
+        let mut previous = None;
+        if let Some(path) = &self.keys.encrypt_cert_path {
+            let prev_path = sibling(path, "previous");
+            if current.certificate().check_validity(now).is_ok() {
+                write_atomic(&prev_path, &pem(current.certificate().der()))?;
+                previous = Some(prev_path);
+            } else if prev_path.exists() {
+                // Expired: no longer needed for anything in flight.
+                let _ = std::fs::remove_file(&prev_path);
+            }
+            write_atomic(path, &pem(new.certificate().der()))?;
+        }
+        let new_id = new.cert_id();
+        match self.encrypt_cert.write() {
+            Ok(mut g) => *g = new,
+            Err(p) => *p.into_inner() = new,
+        }
+        Ok(CertUpdateOutcome::Replaced {
+            old_cert_id: old_id,
+            new_cert_id: new_id,
+            path: self.keys.encrypt_cert_path.clone(),
+            previous,
+        })
+    }
+
+    /// Downloads the reconciliation file (76) of a clearing date and parses its ZM records.
+    pub fn download_recon(&self, settle_date: chrono::NaiveDate) -> Result<ReconFile, AcpError> {
+        let tt = self.now_txn_time();
+        let mmdd = settle_date.format("%m%d").to_string();
+        let order_id = format!("FILE{tt}");
+        let mut req = AcpTxn::FileTransfer {
+            settle_date: mmdd.clone(),
+        }
+        .build(&self.merchant, &order_id, tt)
+        .map_err(|e| AcpError::Build(e.to_string()))?;
+        // 76 defines no orderId field; UnionPay refuses undefined fields.
+        req.fields.remove("orderId");
+        let m = self.exchange(req, None).map_err(AcpError::Unknown)?;
+        match classify_reply(TxnKind::FileTransfer, &m) {
+            Verdict::Done => {}
+            Verdict::Failed { code, message } => return Err(AcpError::Refused { code, message }),
+            Verdict::Unknown { reason } => return Err(AcpError::Unknown(reason)),
+        }
+        let content = m
+            .get("fileContent")
+            .ok_or(AcpError::Missing("fileContent"))?;
+        Ok(ReconFile {
+            file_name: m.get("fileName").map(str::to_string),
+            settle_date: mmdd,
+            entries: zm_records_from_file_content(content)?,
+        })
+    }
+
+    fn undo_key(a: &AttemptRef) -> String {
+        format!("undo:{}", a.out_trade_no)
+    }
+
+    fn refund_key(no: &str) -> String {
+        format!("refund:{no}")
+    }
+
+    /// What a stored follow-up came to, asking UnionPay when it is not known yet. A follow-up
+    /// that stays unfindable (34) past `lost_after_ms` is marked failed (never arrived).
+    fn settle_follow_up(&self, f: &FollowUp) -> (FollowUp, Option<VerifiedMessage>) {
+        let mut f = f.clone();
+        if f.state != FollowUpState::Sent {
+            return (f, None);
+        }
+        let Some(tt) = TxnTime::parse(&f.txn_time) else {
+            f.state = FollowUpState::Failed;
+            f.note = "unreadable txnTime in the record".into();
+            return (f, None);
+        };
+        let (v, m) = self.status(&f.order_id, tt);
+        match v {
+            Verdict::Done => {
+                f.state = FollowUpState::Done;
+                f.query_id = m
+                    .as_ref()
+                    .and_then(|m| m.get("queryId"))
+                    .map(str::to_string);
+                f.note = m.as_ref().map(resp_detail).unwrap_or_default();
+            }
+            Verdict::Failed { code, message } => {
+                f.state = FollowUpState::Failed;
+                f.note = format!("{code} {message}");
+            }
+            Verdict::Unknown { reason } => {
+                let not_found = m.as_ref().and_then(|m| m.get("respCode")) == Some("34");
+                if not_found && self.now_ms() - f.at_ms > self.cfg.lost_after_ms as i64 {
+                    f.state = FollowUpState::Failed;
+                    f.note = "never arrived (still not found)".into();
+                } else {
+                    f.note = reason;
+                }
+            }
+        }
+        if f.state != FollowUpState::Sent {
+            if let Err(e) = self.store.put(f.clone()) {
+                tracing::warn!("{e}");
+            }
+        }
+        (f, m)
+    }
+
+    fn undo(
+        &self,
+        a: &AttemptRef,
+        orig_tt: TxnTime,
+        orig_query_id: Option<String>,
+    ) -> GatewayReply {
+        let now = self.now_ms();
+        let orig = super::txn::Original {
+            txn_time: orig_tt,
+            amount: a.amount,
+            refunded: Amount::from_fen(0),
+            undone: false,
+        };
+        if let Err(r) = undo_allowed(&orig, a.amount, now) {
+            return refused_locally(r);
+        }
+        let key = Self::undo_key(a);
+        let seq = self.store.all(&key).len() + 1;
+        let order_id = follow_up_order_id(&a.out_trade_no, 'U', seq);
+        let tt = self.now_txn_time();
+        let rec = FollowUp {
+            key,
+            order_id: order_id.clone(),
+            txn_time: tt.to_string(),
+            state: FollowUpState::Sent,
+            at_ms: now,
+            query_id: None,
+            note: String::new(),
+        };
+        let orig_ref = match orig_query_id {
+            Some(q) => OrigRef::QueryId(q),
+            None => OrigRef::Order {
+                order_id: a.out_trade_no.clone(),
+                txn_time: orig_tt,
+            },
+        };
+        let req = match (AcpTxn::ConsumeUndo {
+            orig: orig_ref,
+            amount: a.amount,
+        })
+        .build(&self.merchant, &order_id, tt)
+        {
+            Ok(r) => r,
+            Err(e) => {
+                return GatewayReply::new(
+                    Reply::Refused {
+                        why: format!("cannot build the undo: {e}"),
+                    },
+                    "undo not sent",
+                );
+            }
+        };
+        if let Err(e) = self.store.put(rec.clone()) {
+            return GatewayReply::new(Reply::RetryLater { why: e.to_string() }, "undo not sent");
+        }
+        let m = match self.exchange(req, Some(&order_id)) {
+            Ok(m) => m,
+            Err(why) => return unknown(format!("undo {order_id}: {why}")),
+        };
+        let detail = format!("undo {order_id}: {}", resp_detail(&m));
+        let code = m.get("respCode").unwrap_or("").to_string();
+        let mark = |state: FollowUpState, note: &str| {
+            let mut r = rec.clone();
+            r.state = state;
+            r.note = note.to_string();
+            r.query_id = m.get("queryId").map(str::to_string);
+            if let Err(e) = self.store.put(r) {
+                tracing::warn!("{e}");
+            }
+        };
+        match code.as_str() {
+            "00" | "A6" => {
+                let (f, q) = self.settle_after_accept(&rec, tt);
+                let detail = match &q {
+                    Some(q) => format!("{detail}; confirmed: {}", resp_detail(q)),
+                    None => detail,
+                };
+                match f.state {
+                    FollowUpState::Done => {
+                        GatewayReply::new(Reply::Reversed(ReverseAction::Refund), detail)
+                    }
+                    FollowUpState::Failed => GatewayReply::new(
+                        Reply::Refused {
+                            why: format!("the undo failed: {}", f.note),
+                        },
+                        detail,
+                    ),
+                    FollowUpState::Sent => GatewayReply::new(
+                        Reply::RetryLater {
+                            why: "undo accepted, result not known yet".into(),
+                        },
+                        detail,
+                    ),
+                }
+            }
+            // A signed "busy": not processed; a new undo may be sent.
+            "06" => {
+                mark(FollowUpState::Failed, "busy");
+                GatewayReply::new(
+                    Reply::RetryLater {
+                        why: "UnionPay is busy (06)".into(),
+                    },
+                    detail,
+                )
+            }
+            "39" => {
+                mark(FollowUpState::Failed, "outside the undo window");
+                GatewayReply::new(Reply::WindowClosed, detail)
+            }
+            "03" | "04" | "05" | "12" => GatewayReply::new(
+                Reply::RetryLater {
+                    why: format!("undo result not known ({code})"),
+                },
+                detail,
+            ),
+            _ => {
+                mark(FollowUpState::Failed, &detail);
+                GatewayReply::new(
+                    Reply::Refused {
+                        why: format!("undo refused: {code} {}", m.get("respMsg").unwrap_or("")),
+                    },
+                    detail,
+                )
+            }
+        }
+    }
+
+    /// After a synchronous "accepted": the confirmation queries decide, and the record follows.
+    fn settle_after_accept(
+        &self,
+        rec: &FollowUp,
+        tt: TxnTime,
+    ) -> (FollowUp, Option<VerifiedMessage>) {
+        let (v, q) = self.confirm(&rec.order_id, tt);
+        let mut f = rec.clone();
+        match v {
+            Verdict::Done => {
+                f.state = FollowUpState::Done;
+                f.query_id = q
+                    .as_ref()
+                    .and_then(|m| m.get("queryId"))
+                    .map(str::to_string);
+            }
+            Verdict::Failed { code, message } => {
+                f.state = FollowUpState::Failed;
+                f.note = format!("{code} {message}");
+            }
+            Verdict::Unknown { reason } => f.note = reason,
+        }
+        if f.state != FollowUpState::Sent {
+            if let Err(e) = self.store.put(f.clone()) {
+                tracing::warn!("{e}");
+            }
+        }
+        (f, q)
+    }
+
+    fn reversal(&self, a: &AttemptRef, orig_tt: TxnTime, why: &str) -> GatewayReply {
+        if let Err(r) = reversal_allowed(orig_tt, self.now_ms()) {
+            return refused_locally(r);
+        }
+        // A reversal carries the original's orderId and txnTime, so resending it is safe.
+        let req = match AcpTxn::Reversal.build(&self.merchant, &a.out_trade_no, orig_tt) {
+            Ok(r) => r,
+            Err(e) => {
+                return GatewayReply::new(
+                    Reply::Refused {
+                        why: format!("cannot build the reversal: {e}"),
+                    },
+                    "reversal not sent",
+                );
+            }
+        };
+        let m = match self.exchange(req, Some(&a.out_trade_no)) {
+            Ok(m) => m,
+            Err(e) => return unknown(format!("reversal: {e}")),
+        };
+        let detail = format!("reversal (outcome was unknown: {why}): {}", resp_detail(&m));
+        let code = m.get("respCode").unwrap_or("");
+        match code {
+            // The consume is void; whatever the issuer had debited goes back the same day.
+            "00" | "A6" => GatewayReply::new(Reply::Reversed(ReverseAction::Close), detail),
+            "39" => GatewayReply::new(Reply::WindowClosed, detail),
+            "03" | "04" | "05" | "06" | "12" => GatewayReply::new(
+                Reply::RetryLater {
+                    why: format!("reversal not confirmed ({code})"),
+                },
+                detail,
+            ),
+            _ => GatewayReply::new(
+                Reply::Refused {
+                    why: format!(
+                        "reversal refused: {code} {}",
+                        m.get("respMsg").unwrap_or("")
+                    ),
+                },
+                detail,
+            ),
+        }
+    }
+
+    fn refund_outcome(f: &FollowUp) -> RefundOutcome {
+        match f.state {
+            FollowUpState::Done => RefundOutcome::Done {
+                chan_refund_no: f.query_id.clone(),
+            },
+            FollowUpState::Failed => RefundOutcome::Unknown {
+                why: format!(
+                    "refund {} was not processed ({}); it will be sent again",
+                    f.order_id, f.note
+                ),
+            },
+            FollowUpState::Sent => RefundOutcome::Processing,
+        }
+    }
+}
+
+fn refused_locally(r: Refused) -> GatewayReply {
+    let why = format!("refused locally, nothing sent: {r}");
+    match r {
+        Refused::WindowClosed(_) | Refused::BeforeOriginal => {
+            GatewayReply::new(Reply::WindowClosed, why)
+        }
+        _ => GatewayReply::new(Reply::Refused { why: why.clone() }, why),
+    }
+}
+
+/// `orderId` of a follow-up: the original's number, a kind letter and a sequence number, cut to
+/// ACP's 40 characters.
+pub fn follow_up_order_id(out_trade_no: &str, kind: char, seq: usize) -> String {
+    let suffix = format!("{kind}{seq}");
+    let keep = 40usize.saturating_sub(suffix.len()).min(out_trade_no.len());
+    format!("{}{suffix}", &out_trade_no[..keep])
+}
+
+fn sibling(path: &Path, ext: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".");
+    s.push(ext);
+    PathBuf::from(s)
+}
+
+fn pem(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for chunk in b.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
+/// Writes `text` to `path` atomically: a temporary file beside it, fsync, rename, fsync dir.
+fn write_atomic(path: &Path, text: &str) -> Result<(), AcpError> {
+    let tmp = sibling(path, "tmp");
+    let io = |e: std::io::Error| AcpError::Io(format!("cannot write {}: {e}", path.display()));
+    {
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        f.write_all(text.as_bytes()).map_err(io)?;
+        f.sync_all().map_err(io)?;
+    }
+    std::fs::rename(&tmp, path).map_err(io)?;
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = std::fs::File::open(if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        }) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+impl Gateway for AcpGateway {
+    fn name(&self) -> &'static str {
+        "acp"
+    }
+
+    fn policy(&self, _wallet: Option<Wallet>) -> Policy {
+        self.cfg.policy.clone()
+    }
+
+    fn txn_time(&self, created_ms: i64) -> String {
+        beijing_stamp(created_ms)
+    }
+
+    fn pay(&self, a: &AttemptRef, credential: &Credential) -> GatewayReply {
+        let qr_no = match credential {
+            Credential::Code(c) => c.expose().to_string(),
+            _ => {
+                return GatewayReply::new(
+                    Reply::Failed {
+                        code: "unsupported".into(),
+                        reason: "ACP takes scanned payment codes only; nothing was sent".into(),
+                    },
+                    "not sent",
+                );
+            }
+        };
+        let Some(tt) = TxnTime::parse(&a.chan_txn_time) else {
+            return GatewayReply::new(
+                Reply::Failed {
+                    code: "txnTime".into(),
+                    reason: format!("{:?} is not a txnTime; nothing was sent", a.chan_txn_time),
+                },
+                "not sent",
+            );
+        };
+        let req = match (AcpTxn::QrConsume {
+            amount: a.amount,
+            qr_no,
+        })
+        .build(&self.merchant, &a.out_trade_no, tt)
+        {
+            Ok(r) => r,
+            Err(e) => {
+                return GatewayReply::new(
+                    Reply::Failed {
+                        code: "invalid".into(),
+                        reason: format!("{e}; nothing was sent"),
+                    },
+                    "not sent",
+                );
+            }
+        };
+        match self.exchange(req, Some(&a.out_trade_no)) {
+            Err(why) => unknown(why),
+            Ok(m) => {
+                let detail = resp_detail(&m);
+                let reply = match classify_reply(TxnKind::QrConsume, &m) {
+                    Verdict::Done => Reply::unknown("accepted; query for the result"),
+                    Verdict::Failed { code, message } => Reply::Failed {
+                        code,
+                        reason: message,
+                    },
+                    Verdict::Unknown { reason } => Reply::unknown(reason),
+                };
+                let mut g = GatewayReply::new(reply, detail);
+                g.chan_trade_no = m.get("queryId").map(str::to_string);
+                g
+            }
+        }
+    }
+
+    fn query(&self, a: &AttemptRef) -> GatewayReply {
+        let Some(tt) = TxnTime::parse(&a.chan_txn_time) else {
+            return unknown(format!("{:?} is not a txnTime", a.chan_txn_time));
+        };
+        let (v, m) = self.status(&a.out_trade_no, tt);
+        let Some(m) = m else {
+            let why = match v {
+                Verdict::Unknown { reason } => reason,
+                _ => "no reply".into(),
+            };
+            return unknown(why);
+        };
+        let detail = resp_detail(&m);
+        let reply = match v {
+            Verdict::Done => match m.get("txnAmt").and_then(Amount::parse_fen) {
+                Some(x) if x == a.amount => Reply::Paid,
+                Some(x) => Reply::unknown(format!(
+                    "the query says {x} yuan was paid; the order is {}",
+                    a.amount
+                )),
+                None => Reply::unknown("a paid query reply without txnAmt"),
+            },
+            Verdict::Failed { code, message } => Reply::Failed {
+                code,
+                reason: message,
+            },
+            Verdict::Unknown { reason } => Reply::unknown(reason),
+        };
+        let mut g = GatewayReply::new(reply, detail);
+        g.chan_trade_no = m.get("queryId").map(str::to_string);
+        g
+    }
+
+    /// Undo (31) of a consume the query shows paid, within its clearing day before 23:00;
+    /// reversal (99) of one whose outcome is unknown; nothing for one that failed.
+    fn reverse(&self, a: &AttemptRef) -> GatewayReply {
+        let Some(orig_tt) = TxnTime::parse(&a.chan_txn_time) else {
+            return GatewayReply::new(
+                Reply::Refused {
+                    why: format!("{:?} is not a txnTime", a.chan_txn_time),
+                },
+                "nothing sent",
+            );
+        };
+        // An undo already sent decides first: the consume itself still reads "paid" after it.
+        if let Some(prev) = self.store.latest(&Self::undo_key(a)) {
+            let (f, q) = self.settle_follow_up(&prev);
+            let detail = format!(
+                "earlier undo {}: {}",
+                f.order_id,
+                q.as_ref()
+                    .map(resp_detail)
+                    .unwrap_or_else(|| f.note.clone())
+            );
+            match f.state {
+                FollowUpState::Done => {
+                    return GatewayReply::new(Reply::Reversed(ReverseAction::Refund), detail);
+                }
+                FollowUpState::Sent => {
+                    return GatewayReply::new(
+                        Reply::RetryLater {
+                            why: "an earlier undo's result is not known yet".into(),
+                        },
+                        detail,
+                    );
+                }
+                FollowUpState::Failed => {}
+            }
+        }
+        let (v, m) = self.status(&a.out_trade_no, orig_tt);
+        match v {
+            Verdict::Done => {
+                let amount_ok = m
+                    .as_ref()
+                    .and_then(|m| m.get("txnAmt"))
+                    .and_then(Amount::parse_fen)
+                    == Some(a.amount);
+                if !amount_ok {
+                    return GatewayReply::new(
+                        Reply::Refused {
+                            why: "the paid amount differs from the order's; a person must check"
+                                .into(),
+                        },
+                        m.as_ref().map(resp_detail).unwrap_or_default(),
+                    );
+                }
+                let qid = m
+                    .as_ref()
+                    .and_then(|m| m.get("queryId"))
+                    .map(str::to_string);
+                self.undo(a, orig_tt, qid)
+            }
+            Verdict::Failed { code, message } => GatewayReply::new(
+                Reply::Reversed(ReverseAction::Close),
+                format!("the consume failed ({code} {message}); nothing to undo"),
+            ),
+            Verdict::Unknown { reason } => self.reversal(a, orig_tt, &reason),
+        }
+    }
+
+    fn refund(&self, a: &AttemptRef, r: &RefundRef) -> RefundOutcome {
+        let key = Self::refund_key(&r.out_refund_no);
+        if let Some(prev) = self.store.latest(&key) {
+            let (f, _) = self.settle_follow_up(&prev);
+            if f.state != FollowUpState::Failed {
+                return Self::refund_outcome(&f);
+            }
+        }
+        let Some(orig_tt) = TxnTime::parse(&a.chan_txn_time) else {
+            return RefundOutcome::Failed {
+                code: "txnTime".into(),
+                reason: format!("{:?} is not a txnTime; nothing sent", a.chan_txn_time),
+            };
+        };
+        let now = self.now_ms();
+        let orig = super::txn::Original {
+            txn_time: orig_tt,
+            amount: r.order_total,
+            refunded: Amount::from_fen(0),
+            undone: false,
+        };
+        if let Err(e) = refund_allowed(&orig, r.amount, now) {
+            return RefundOutcome::Failed {
+                code: "local".into(),
+                reason: format!("refused locally, nothing sent: {e}"),
+            };
+        }
+        let tt = self.now_txn_time();
+        let req = match (AcpTxn::Refund {
+            orig: match &a.chan_trade_no {
+                Some(q) if !q.is_empty() => OrigRef::QueryId(q.clone()),
+                _ => OrigRef::Order {
+                    order_id: a.out_trade_no.clone(),
+                    txn_time: orig_tt,
+                },
+            },
+            amount: r.amount,
+        })
+        .build(&self.merchant, &r.out_refund_no, tt)
+        {
+            Ok(q) => q,
+            Err(e) => {
+                return RefundOutcome::Failed {
+                    code: "invalid".into(),
+                    reason: format!("{e}; nothing sent"),
+                };
+            }
+        };
+        let rec = FollowUp {
+            key,
+            order_id: r.out_refund_no.clone(),
+            txn_time: tt.to_string(),
+            state: FollowUpState::Sent,
+            at_ms: now,
+            query_id: None,
+            note: String::new(),
+        };
+        if let Err(e) = self.store.put(rec.clone()) {
+            return RefundOutcome::Failed {
+                code: "store".into(),
+                reason: format!("{e}; nothing sent"),
+            };
+        }
+        let m = match self.exchange(req, Some(&r.out_refund_no)) {
+            Ok(m) => m,
+            Err(why) => return RefundOutcome::Unknown { why },
+        };
+        let code = m.get("respCode").unwrap_or("").to_string();
+        let msg = m.get("respMsg").unwrap_or("").to_string();
+        let mark = |state: FollowUpState, note: String| {
+            let mut x = rec.clone();
+            x.state = state;
+            x.note = note;
+            if let Err(e) = self.store.put(x) {
+                tracing::warn!("{e}");
+            }
+        };
+        match code.as_str() {
+            "00" | "A6" => {
+                let (f, _) = self.settle_after_accept(&rec, tt);
+                match f.state {
+                    FollowUpState::Failed => RefundOutcome::Failed {
+                        code: "refund".into(),
+                        reason: f.note,
+                    },
+                    _ => Self::refund_outcome(&f),
+                }
+            }
+            "06" => {
+                mark(FollowUpState::Failed, "busy".into());
+                RefundOutcome::Unknown {
+                    why: "UnionPay is busy (06); the refund will be sent again".into(),
+                }
+            }
+            "03" | "04" | "05" | "12" => RefundOutcome::Processing,
+            _ => {
+                mark(FollowUpState::Failed, format!("{code} {msg}"));
+                RefundOutcome::Failed { code, reason: msg }
+            }
+        }
+    }
+
+    fn refund_query(&self, _a: &AttemptRef, out_refund_no: &str) -> RefundOutcome {
+        match self.store.latest(&Self::refund_key(out_refund_no)) {
+            None => RefundOutcome::Unknown {
+                why: format!(
+                    "no ACP refund {out_refund_no} was recorded as sent from this terminal"
+                ),
+            },
+            Some(prev) => {
+                let Some(tt) = TxnTime::parse(&prev.txn_time) else {
+                    return RefundOutcome::Unknown {
+                        why: "unreadable txnTime in the record".into(),
+                    };
+                };
+                if prev.state == FollowUpState::Failed {
+                    return Self::refund_outcome(&prev);
+                }
+                // Ask even when it is recorded done: the reply is the evidence.
+                let (v, m) = self.status(&prev.order_id, tt);
+                let mut f = prev.clone();
+                let out = match v {
+                    Verdict::Done => {
+                        f.state = FollowUpState::Done;
+                        f.query_id = m
+                            .as_ref()
+                            .and_then(|m| m.get("queryId"))
+                            .map(str::to_string);
+                        RefundOutcome::Done {
+                            chan_refund_no: f.query_id.clone(),
+                        }
+                    }
+                    Verdict::Failed { code, message } => {
+                        f.state = FollowUpState::Failed;
+                        f.note = format!("{code} {message}");
+                        RefundOutcome::Failed {
+                            code,
+                            reason: message,
+                        }
+                    }
+                    Verdict::Unknown { reason } => {
+                        let (g, _) = self.settle_follow_up(&prev);
+                        if g.state == FollowUpState::Failed {
+                            return Self::refund_outcome(&g);
+                        }
+                        return RefundOutcome::Unknown { why: reason };
+                    }
+                };
+                if f != prev {
+                    if let Err(e) = self.store.put(f) {
+                        tracing::warn!("{e}");
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// A back notification (form POST to `backUrl`): believed only after verification, and only
+    /// a consume's (txnType 01) result is a payment notice.
+    fn verify_notification(&self, body: &[u8]) -> Result<Notice, String> {
+        let text = std::str::from_utf8(body).map_err(|_| "not UTF-8".to_string())?;
+        let now = UNIX_EPOCH + Duration::from_millis(self.now_ms().max(0) as u64);
+        let report = verify_notification_report(text, &self.keys.trust, now);
+        let m = report.into_verified().map_err(|r| match r.failure() {
+            Some((step, why)) => format!("not verified at step {}: {why}", step.name()),
+            None => "not verified".into(),
+        })?;
+        if m.get("merId") != Some(self.cfg.mer_id.as_str()) {
+            return Err(format!(
+                "the notification is for merchant {:?}, not ours",
+                m.get("merId")
+            ));
+        }
+        if m.get("txnType") != Some("01") {
+            return Err(format!(
+                "a txnType {:?} notification is not a payment result",
+                m.get("txnType")
+            ));
+        }
+        let out_trade_no = m.get("orderId").ok_or("no orderId")?.to_string();
+        let amount = m
+            .get("txnAmt")
+            .and_then(Amount::parse_fen)
+            .ok_or("no txnAmt")?;
+        Ok(Notice {
+            out_trade_no,
+            amount,
+            paid: classify_notification(&m) == Verdict::Done,
+            chan_trade_no: m.get("queryId").map(str::to_string),
+        })
+    }
+}
+
+/// The verdict of bare codes stored elsewhere (re-exported for the CLI's reports).
+pub fn verdict_of(kind: TxnKind, code: &str, msg: &str) -> Verdict {
+    classify_codes(kind, code, msg, None, None)
+}
+
+/// Owner mode of a trust configuration, for printing.
+pub fn owner_name(o: &OwnerRule) -> &'static str {
+    match o {
+        OwnerRule::Production { .. } => "production",
+        OwnerRule::Test => "test",
+    }
+}
