@@ -1,0 +1,319 @@
+//! Issue "the terminal daemon": `payterm run` on the sim board and `payterm demo`, driven through
+//! the ECR API, the simulated scanner (typed through the web mirror), the simulated face module,
+//! and watched through the server-sent event stream.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::Env;
+use serde_json::{Value, json};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn post(url: &str, body: Value) -> (u16, Value) {
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    );
+    let mut r = agent
+        .post(url)
+        .header("Content-Type", "application/json")
+        .send(body.to_string())
+        .expect(url);
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn get(url: &str) -> Value {
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    );
+    let mut r = agent.get(url).call().expect(url);
+    serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+}
+
+fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(
+            t.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn terminate(mut child: Child) -> std::process::ExitStatus {
+    unsafe { libc_kill(child.id() as i32, 15) };
+    let t = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "the daemon did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// Collects the SSE stream's payment events in the background.
+fn watch_events(ecr: &str) -> Arc<Mutex<Vec<Value>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let url = format!("{ecr}/v1/events");
+    std::thread::spawn(move || {
+        let mut r = ureq::get(&url).call().expect("event stream");
+        let reader = BufReader::new(r.body_mut().as_reader());
+        for line in reader.lines() {
+            let Ok(line) = line else { return };
+            if let Some(d) = line.strip_prefix("data:") {
+                if let Ok(v) = serde_json::from_str::<Value>(d.trim()) {
+                    s.lock().unwrap().push(v);
+                }
+            }
+        }
+    });
+    seen
+}
+
+fn states_of(seen: &Arc<Mutex<Vec<Value>>>, order: &str) -> Vec<String> {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e["order_id"] == order)
+        .map(|e| e["state"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn daemon_takes_paid_declined_uncertain_and_face_payments() {
+    let env = Env::start();
+    let ecr_port = free_port();
+    let mirror_port = free_port();
+    let ecr = format!("http://127.0.0.1:{ecr_port}");
+    let mirror = format!("http://127.0.0.1:{mirror_port}");
+    let child = env
+        .cmd()
+        .args([
+            "run",
+            "--ecr-listen",
+            &format!("127.0.0.1:{ecr_port}"),
+            "--mirror-listen",
+            &format!("127.0.0.1:{mirror_port}"),
+        ])
+        .env("PAYTERM_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the daemon to be ready", 20, || {
+        ureq::get(&format!("{ecr}/v1/health")).call().is_ok()
+    });
+    let seen = watch_events(&ecr);
+    std::thread::sleep(Duration::from_millis(300));
+
+    // Paid: the cash register asks, the customer's code is read by the (simulated) scanner.
+    let (s, v) = post(
+        &format!("{ecr}/v1/payments"),
+        json!({"order_id": "E2E-PAID", "amount": "12.00"}),
+    );
+    assert_eq!(s, 202, "{v}");
+    assert_eq!(v["state"], "WAITING_FOR_CODE");
+    let (s, _) = post(
+        &format!("{mirror}/api/code"),
+        json!({"code": "134567890123450001"}),
+    );
+    assert_eq!(s, 202, "the mirror accepts the typed code");
+    wait_until("E2E-PAID paid", 15, || {
+        get(&format!("{ecr}/v1/payments/E2E-PAID"))["state"] == "PAID"
+    });
+    // The same order id again returns the same payment, not a second charge.
+    let (s, again) = post(
+        &format!("{ecr}/v1/payments"),
+        json!({"order_id": "E2E-PAID", "amount": "12.00", "code": "134567890123450009"}),
+    );
+    assert_eq!((s, again["state"].as_str()), (200, Some("PAID")), "{again}");
+    wait_until("the screen to be idle again", 15, || {
+        post(
+            &format!("{ecr}/v1/payments"),
+            json!({"order_id": "E2E-DECL", "amount": "3.51", "code": "134567890123450002"}),
+        )
+        .0 == 202
+    });
+    wait_until("E2E-DECL declined", 15, || {
+        get(&format!("{ecr}/v1/payments/E2E-DECL"))["state"] == "FAILED"
+    });
+
+    // Bad input: a JSON error with a code, and nothing changes.
+    let (s, e) = post(
+        &format!("{ecr}/v1/payments"),
+        json!({"order_id": "E2E-BAD", "amount": "1.234"}),
+    );
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (400, Some("bad_amount")),
+        "{e}"
+    );
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    );
+    assert_eq!(
+        agent
+            .get(&format!("{ecr}/v1/payments/E2E-BAD"))
+            .call()
+            .unwrap()
+            .status()
+            .as_u16(),
+        404
+    );
+
+    // Uncertain: the gateway goes silent during the payment; the daemon parks it and settles it
+    // by itself once the gateway answers again.
+    env.post("/_sandbox/faults", r#"{"down": true}"#);
+    wait_until("the screen to be idle again", 15, || {
+        post(
+            &format!("{ecr}/v1/payments"),
+            json!({"order_id": "E2E-UNK", "amount": "4.00", "code": "134567890123450003"}),
+        )
+        .0 == 202
+    });
+    wait_until("E2E-UNK queued", 30, || {
+        states_of(&seen, "E2E-UNK")
+            .iter()
+            .any(|s| s == "SAF_PENDING")
+    });
+    env.post("/_sandbox/faults", r#"{"down": false}"#);
+    wait_until("E2E-UNK settled by recovery", 40, || {
+        let st = get(&format!("{ecr}/v1/payments/E2E-UNK"));
+        st["final"] == true
+    });
+
+    // Face: the simulated face module recognises the customer.
+    wait_until("the screen to be idle again", 15, || {
+        post(
+            &format!("{ecr}/v1/payments"),
+            json!({"order_id": "E2E-FACE", "amount": "6.00", "method": "face"}),
+        )
+        .0 == 202
+    });
+    wait_until("E2E-FACE paid", 30, || {
+        get(&format!("{ecr}/v1/payments/E2E-FACE"))["state"] == "PAID"
+    });
+
+    let paid = states_of(&seen, "E2E-PAID");
+    assert!(
+        paid.starts_with(&["WAITING_FOR_CODE".to_string()]) && paid.contains(&"PAID".to_string()),
+        "{paid:?}"
+    );
+    assert!(states_of(&seen, "E2E-DECL").contains(&"FAILED".to_string()));
+    let unk = states_of(&seen, "E2E-UNK");
+    assert!(
+        unk.contains(&"SAF_PENDING".to_string())
+            && unk
+                .iter()
+                .any(|s| s == "REVERSED" || s == "FAILED" || s == "PAID"),
+        "{unk:?}"
+    );
+    assert!(states_of(&seen, "E2E-FACE").contains(&"FACE".to_string()));
+
+    let m = ureq::get(&format!("{ecr}/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(m.contains("payterm_attempts{state=\"PAID\"}"), "{m}");
+
+    let status = terminate(child);
+    assert!(status.success(), "{status:?}");
+    env.assert_consistent(true);
+    env.assert_no_secret("134567890123450001");
+}
+
+#[test]
+fn demo_takes_a_payment_through_the_web_mirror_and_stops_cleanly() {
+    let state = tempfile::tempdir().unwrap();
+    let mut child = Command::new(common::BIN)
+        .args(["demo", "--listen", "127.0.0.1:0", "--state"])
+        .arg(state.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let (mut mirror, mut ledger) = (None, None);
+    let mut line = String::new();
+    while mirror.is_none() || ledger.is_none() {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the demo ended early"
+        );
+        if let Some(u) = line.split("Screen (web mirror):").nth(1) {
+            mirror = Some(u.trim().trim_end_matches('/').to_string());
+        }
+        if let Some(u) = line.split("Sandbox ledger:").nth(1) {
+            ledger = Some(u.trim().to_string());
+        }
+    }
+    let (mirror, ledger) = (mirror.unwrap(), ledger.unwrap());
+    for k in ["8", "dot", "8", "8", "enter"] {
+        assert_eq!(post(&format!("{mirror}/api/key"), json!({"key": k})).0, 202);
+    }
+    assert_eq!(
+        post(
+            &format!("{mirror}/api/code"),
+            json!({"code": "284567890123456789"})
+        )
+        .0,
+        202
+    );
+    wait_until("the sandbox to record the payment", 20, || {
+        get(&ledger)["orders"].as_array().is_some_and(|o| {
+            o.iter()
+                .any(|o| o["amount_fen"] == 888 && o["status"] == "PAID")
+        })
+    });
+    let frame = get(&format!("{mirror}/api/frame"));
+    assert!(frame["seq"].as_u64().unwrap() > 1);
+    unsafe { libc_kill(child.id() as i32, 2) };
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "the demo did not stop on Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(state.path().join("journal.db").exists());
+}
