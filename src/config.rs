@@ -332,11 +332,10 @@ impl Config {
                     .to_string()
             });
         let path = self.secret_path(&spec);
-        if let Ok(k) = std::fs::read(&path) {
-            if k.len() >= 16 {
+        if let Ok(k) = std::fs::read(&path)
+            && k.len() >= 16 {
                 return Ok(k);
             }
-        }
         use rand::RngCore;
         let mut k = vec![0u8; 32];
         rand::thread_rng().fill_bytes(&mut k);
@@ -423,14 +422,13 @@ impl Config {
                     v.push(Problem::error("gateways.aggregator.policy", p));
                 }
                 self.check_secret(&mut v, "gateways.aggregator.key_file", &a.key_file);
-                if let Some(u) = &a.notify_url {
-                    if url::Url::parse(u).is_err() {
+                if let Some(u) = &a.notify_url
+                    && url::Url::parse(u).is_err() {
                         v.push(Problem::error(
                             "gateways.aggregator.notify_url",
                             "is not a URL",
                         ));
                     }
-                }
             }
         }
         if let Some(a) = &f.gateways.acp {
@@ -458,8 +456,8 @@ impl Config {
                 Ok(_) => {}
             }
         }
-        if let Some(b) = &f.board {
-            if !self.resolve(b).exists() {
+        if let Some(b) = &f.board
+            && !self.resolve(b).exists() {
                 v.push(Problem::error(
                     "board",
                     format!(
@@ -468,7 +466,6 @@ impl Config {
                     ),
                 ));
             }
-        }
         v.sort_by_key(|p| p.severity != Severity::Error);
         v
     }

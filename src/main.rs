@@ -680,8 +680,8 @@ fn journal_cmd(cli: &Cli, out: &Out, cmd: &JournalCmd) -> Result<u8, Fail> {
             })?;
             if !out.json {
                 println!(
-                    "{:<20} {:<28} {:>10} {:<15} {:<10} {}",
-                    "created", "out_trade_no", "yuan", "state", "wallet", "order"
+                    "{:<20} {:<28} {:>10} {:<15} {:<10} order",
+                    "created", "out_trade_no", "yuan", "state", "wallet"
                 );
             }
             for a in &rows {

@@ -11,7 +11,8 @@ pub fn now_ms() -> i64 {
 
 fn beijing() -> FixedOffset {
     // UTC+8 is a valid offset; the fallback is never taken.
-    FixedOffset::east_opt(8 * 3600).unwrap_or_else(|| FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!()))
+    FixedOffset::east_opt(8 * 3600)
+        .unwrap_or_else(|| FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!()))
 }
 
 /// `yyyyMMddHHmmss` in Beijing time, as the aggregator and ACP want.
@@ -47,6 +48,9 @@ mod tests {
         // 2026-11-22T02:00:00Z is 10:00 in Beijing.
         assert_eq!(beijing_stamp(1_795_312_800_000), "20261122100000");
         assert_eq!(beijing_human(1_795_312_800_000), "2026-11-22 10:00:00");
-        assert_eq!(beijing_date(1_795_312_800_000 + 14 * 3_600_000), "2026-11-23");
+        assert_eq!(
+            beijing_date(1_795_312_800_000 + 14 * 3_600_000),
+            "2026-11-23"
+        );
     }
 }

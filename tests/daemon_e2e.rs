@@ -90,11 +90,10 @@ fn watch_events(ecr: &str) -> Arc<Mutex<Vec<Value>>> {
         let reader = BufReader::new(r.body_mut().as_reader());
         for line in reader.lines() {
             let Ok(line) = line else { return };
-            if let Some(d) = line.strip_prefix("data:") {
-                if let Ok(v) = serde_json::from_str::<Value>(d.trim()) {
+            if let Some(d) = line.strip_prefix("data:")
+                && let Ok(v) = serde_json::from_str::<Value>(d.trim()) {
                     s.lock().unwrap().push(v);
                 }
-            }
         }
     });
     seen

@@ -134,14 +134,13 @@ impl Policy {
         if self.pay_deadline_ms == 0 {
             p.push("pay_deadline_ms must be positive".to_string());
         }
-        if let ReverseWindow::After { ms } = self.reverse_window {
-            if ms <= self.reverse_not_before_ms {
+        if let ReverseWindow::After { ms } = self.reverse_window
+            && ms <= self.reverse_not_before_ms {
                 p.push(format!(
                     "the reverse window ({ms} ms) closes before reverse_not_before_ms ({}) opens it",
                     self.reverse_not_before_ms
                 ));
             }
-        }
         if self.reverse_tries_before_saf == 0 {
             p.push("reverse_tries_before_saf must be at least 1".to_string());
         }

@@ -155,19 +155,17 @@ impl Shared {
     }
 
     pub fn kick_recovery(&self) {
-        if let Ok(g) = self.recovery_kick.lock() {
-            if let Some(tx) = g.as_ref() {
+        if let Ok(g) = self.recovery_kick.lock()
+            && let Some(tx) = g.as_ref() {
                 let _ = tx.send(());
             }
-        }
     }
 
     pub fn refresh_unsettled(&self) {
-        if let Ok(j) = Journal::connect(&self.journal_path) {
-            if let Ok((n, _, _)) = j.uncertain() {
+        if let Ok(j) = Journal::connect(&self.journal_path)
+            && let Ok((n, _, _)) = j.uncertain() {
                 self.unsettled.store(n as u64, Ordering::SeqCst);
             }
-        }
     }
 
     /// Runs a payment on a blocking thread, publishing every durable change.

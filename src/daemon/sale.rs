@@ -211,11 +211,10 @@ impl Controller {
             }
             let now = (self.screen(), self.status());
             if last_drawn.as_ref() != Some(&now) {
-                if let Some(s) = self.screens.as_mut() {
-                    if let Err(e) = s.show(&now.0, &now.1) {
+                if let Some(s) = self.screens.as_mut()
+                    && let Err(e) = s.show(&now.0, &now.1) {
                         tracing::warn!("screen: {e}");
                     }
-                }
                 last_drawn = Some(now);
             }
         }
@@ -699,8 +698,8 @@ impl Controller {
                 self.on_key(k);
             }
             DeviceEvent::Face(FaceEvent::Progress { txn_id, stage }) => {
-                if let Phase::Face { sale, step } = &mut self.phase {
-                    if sale.order_id == txn_id {
+                if let Phase::Face { sale, step } = &mut self.phase
+                    && sale.order_id == txn_id {
                         *step = match stage.as_str() {
                             "look" | "look_at_camera" | "detecting" => FaceStep::LookAtCamera,
                             "recognising" | "recognizing" | "captured" => FaceStep::Recognising,
@@ -708,7 +707,6 @@ impl Controller {
                             _ => *step,
                         };
                     }
-                }
             }
             DeviceEvent::ScanDiscarded { source, reason } => {
                 tracing::debug!(scanner = %source, "discarded: {reason}")
@@ -758,11 +756,10 @@ impl Controller {
                     s.push((b'0' + d) as char);
                 }
             }
-            (Phase::Entering(s), Key::Dot) => {
-                if !s.contains('.') {
+            (Phase::Entering(s), Key::Dot)
+                if !s.contains('.') => {
                     s.push('.');
                 }
-            }
             (Phase::Entering(s), Key::Backspace) => {
                 s.pop();
                 if s.is_empty() {
@@ -840,15 +837,14 @@ fn short(s: &str) -> String {
 
 fn running_screen(ev: &PaymentEvent) -> Screen {
     let amount_fen = ev.amount_fen;
-    if let Some(url) = &ev.code_url {
-        if ev.state == "QUERYING" || ev.state == "PAY_INTENT" {
+    if let Some(url) = &ev.code_url
+        && (ev.state == "QUERYING" || ev.state == "PAY_INTENT") {
             return Screen::QrToScan {
                 code_url: url.clone(),
                 amount_fen,
                 seconds_left: Controller::secs_until(ev.deadline_ms),
             };
         }
-    }
     match ev.state.as_str() {
         "QUERYING" if ev.note.contains("confirming") => Screen::CustomerConfirming {
             amount_fen,

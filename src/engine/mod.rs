@@ -246,14 +246,13 @@ impl Engine {
                 self.settings.max_uncertain
             )));
         }
-        if let Some(o) = oldest {
-            if now - o > self.settings.max_open_age_ms {
+        if let Some(o) = oldest
+            && now - o > self.settings.max_open_age_ms {
                 return Err(EngineError::Paused(format!(
                     "a transaction has been unsettled for {} minutes; see `payterm journal list --open`",
                     (now - o) / 60_000
                 )));
             }
-        }
         let newest: Option<i64> = self
             .journal
             .list(&crate::journal::ListFilter {
@@ -262,14 +261,13 @@ impl Engine {
             })?
             .first()
             .map(|a| a.updated_ms);
-        if let Some(t) = newest {
-            if t - now > self.settings.clock_jump_ms {
+        if let Some(t) = newest
+            && t - now > self.settings.clock_jump_ms {
                 return Err(EngineError::Paused(format!(
                     "the clock went back {} s since the journal's last write; check the time (NTP)",
                     (t - now) / 1000
                 )));
             }
-        }
         Ok(())
     }
 
@@ -287,11 +285,10 @@ impl Engine {
         if req.amount > self.settings.max_amount {
             return Err(AmountError::AboveLimit(req.amount, self.settings.max_amount).into());
         }
-        if let Some(o) = &req.order_id {
-            if !valid_order_id(o) {
+        if let Some(o) = &req.order_id
+            && !valid_order_id(o) {
                 return Err(EngineError::BadOrderId(o.clone()));
             }
-        }
         let (wallet, fp, mask) = match &req.credential {
             Credential::Code(c) => (
                 Some(c.wallet()),

@@ -216,11 +216,10 @@ const ATTEMPT_COLUMNS: &str = "attempt_id, order_id, gateway, method, wallet, ou
 impl Journal {
     /// Opens (creating if needed) the journal at `path`, checks it, and migrates it.
     pub fn open(path: &Path) -> Result<Journal, JournalError> {
-        if let Some(dir) = path.parent() {
-            if !dir.as_os_str().is_empty() {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty() {
                 let _ = std::fs::create_dir_all(dir);
             }
-        }
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
         let mode: String =
@@ -536,11 +535,10 @@ impl Journal {
     /// Attempts named by an order id or an out_trade_no.
     pub fn find(&self, name: &str) -> Result<Vec<AttemptRow>, JournalError> {
         let mut v = self.by_order(name)?;
-        if v.is_empty() {
-            if let Some(a) = self.by_out_trade_no(name)? {
+        if v.is_empty()
+            && let Some(a) = self.by_out_trade_no(name)? {
                 v.push(a);
             }
-        }
         if v.is_empty() {
             return Err(JournalError::NotFound(name.to_string()));
         }
