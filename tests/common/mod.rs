@@ -50,7 +50,7 @@ mch_id = "00000001"
 key_file = "agg.key"
 op_user_id = "cashier01"
 connect_timeout_ms = 300
-timeout_ms = 800
+timeout_ms = 2000
 
 [gateways.aggregator.policy]
 query_delays_ms = [200]
@@ -89,7 +89,7 @@ impl Env {
         let mut sandbox = Command::new(BIN)
             .args(["--json", "--config"])
             .arg(&boot)
-            .args(["sandbox", "--listen", "127.0.0.1:0", "--hang-ms", "1500"])
+            .args(["sandbox", "--listen", "127.0.0.1:0", "--hang-ms", "2500"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
