@@ -449,6 +449,16 @@ pub fn apply(a: &Attempt, policy: &Policy, op: Op, reply: &Reply, now: i64) -> S
                     Some(ReverseAction::Refund),
                     "the order shows as refunded",
                 ),
+                Reply::NotFound if now < a.deadline_ms => {
+                    // The window can close before the pay deadline (ACP after 23:00), while the
+                    // pay request may still be on its way and no cancel can fence the number:
+                    // "no such order" is believed only once that request can no longer arrive.
+                    b.next_at_ms = Some(a.deadline_ms);
+                    Step::new(
+                        b,
+                        "no such order yet, but the pay request may still arrive; asking again at the pay deadline",
+                    )
+                }
                 Reply::NotFound | Reply::Failed { .. } => settle(
                     b,
                     AttemptState::Failed,
