@@ -523,6 +523,23 @@ fn run(cli: Cli) -> Result<u8, Fail> {
         }
         Cmd::Recover { max_wait_ms } => {
             let cfg = load(&cli)?;
+            let path = cli.journal.clone().unwrap_or_else(|| cfg.journal_path());
+            if let Err(err @ payterm::journal::JournalError::Damaged { .. }) = Journal::open(&path)
+            {
+                // Safe mode: never write to a damaged journal; save what can be saved for a person.
+                let s = payterm::journal::salvage(&path, util::now_ms())?;
+                out.line(
+                    format!(
+                        "{err}\nsafe mode: the journal is kept as it is; a copy is at {} and the {} unsettled attempts that could be read are in {}{}.\nSettle them with the gateway (payterm query works once a journal opens), then move the damaged file away to start a new journal.",
+                        s.copy.display(),
+                        s.open_attempts,
+                        s.export.display(),
+                        s.unreadable.as_ref().map(|u| format!(" (reading stopped early: {u})")).unwrap_or_default()
+                    ),
+                    json!({"result": "safe_mode", "copy": s.copy, "export": s.export, "open_attempts": s.open_attempts, "unreadable": s.unreadable}),
+                );
+                return Ok(1);
+            }
             let mut e = engine(&cli, &cfg)?;
             let mut obs = |r: &AttemptRow, n: &str| out.progress(r, n);
             let report = e.recover(*max_wait_ms, &mut obs).map_err(engine_err)?;

@@ -217,9 +217,10 @@ impl Journal {
     /// Opens (creating if needed) the journal at `path`, checks it, and migrates it.
     pub fn open(path: &Path) -> Result<Journal, JournalError> {
         if let Some(dir) = path.parent()
-            && !dir.as_os_str().is_empty() {
-                let _ = std::fs::create_dir_all(dir);
-            }
+            && !dir.as_os_str().is_empty()
+        {
+            let _ = std::fs::create_dir_all(dir);
+        }
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
         let mode: String =
@@ -536,9 +537,10 @@ impl Journal {
     pub fn find(&self, name: &str) -> Result<Vec<AttemptRow>, JournalError> {
         let mut v = self.by_order(name)?;
         if v.is_empty()
-            && let Some(a) = self.by_out_trade_no(name)? {
-                v.push(a);
-            }
+            && let Some(a) = self.by_out_trade_no(name)?
+        {
+            v.push(a);
+        }
         if v.is_empty() {
             return Err(JournalError::NotFound(name.to_string()));
         }
@@ -788,6 +790,83 @@ impl Journal {
         }
         Ok(all.len())
     }
+}
+
+/// What [`salvage`] saved from a damaged journal.
+#[derive(Clone, Debug, Serialize)]
+pub struct Salvage {
+    /// A byte-for-byte copy of the damaged file (and its WAL), kept for a person or `.recover`.
+    pub copy: PathBuf,
+    /// The unsettled attempts that could still be read, one JSON object per line.
+    pub export: PathBuf,
+    pub open_attempts: usize,
+    pub unreadable: Option<String>,
+}
+
+/// Safe mode's first aid for a journal that failed its integrity check: copies the file aside
+/// untouched, then reads whatever unsettled attempts it still can (read-only) into a JSON-lines
+/// export, so a person can settle them with the gateways' query tools. The original is left as
+/// it is; nothing is repaired or deleted here.
+pub fn salvage(path: &Path, now_ms: i64) -> Result<Salvage, JournalError> {
+    let stamp = crate::util::beijing_stamp(now_ms);
+    let copy = path.with_extension(format!("damaged-{stamp}.db"));
+    std::fs::copy(path, &copy).map_err(|e| JournalError::Damaged {
+        path: path.display().to_string(),
+        detail: format!("could not copy it aside: {e}"),
+    })?;
+    for ext in ["-wal", "-shm"] {
+        let side = PathBuf::from(format!("{}{ext}", path.display()));
+        if side.exists() {
+            let _ = std::fs::copy(&side, format!("{}{ext}", copy.display()));
+        }
+    }
+    let export = path.with_extension(format!("open-attempts-{stamp}.jsonl"));
+    let mut out = String::new();
+    let mut n = 0;
+    let mut unreadable = None;
+    let read = (|| -> rusqlite::Result<()> {
+        let conn = Connection::open_with_flags(&copy, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let mut st = conn.prepare(
+            "SELECT order_id, out_trade_no, gateway, wallet, amount_fen, state, chan_txn_time, created_ms, code_mask FROM attempts WHERE state NOT IN ('PAID','FAILED','REVERSED')",
+        )?;
+        let mut rows = st.query([])?;
+        loop {
+            match rows.next() {
+                Ok(Some(r)) => {
+                    let v = serde_json::json!({
+                        "order_id": r.get::<_, String>(0).unwrap_or_default(),
+                        "out_trade_no": r.get::<_, String>(1).unwrap_or_default(),
+                        "gateway": r.get::<_, String>(2).unwrap_or_default(),
+                        "wallet": r.get::<_, Option<String>>(3).unwrap_or_default(),
+                        "amount_fen": r.get::<_, i64>(4).unwrap_or_default(),
+                        "state": r.get::<_, String>(5).unwrap_or_default(),
+                        "chan_txn_time": r.get::<_, String>(6).unwrap_or_default(),
+                        "created_ms": r.get::<_, i64>(7).unwrap_or_default(),
+                        "code": r.get::<_, Option<String>>(8).unwrap_or_default(),
+                    });
+                    out.push_str(&v.to_string());
+                    out.push('\n');
+                    n += 1;
+                }
+                Ok(None) => return Ok(()),
+                // A damaged page: keep what was read so far.
+                Err(e) => return Err(e),
+            }
+        }
+    })();
+    if let Err(e) = read {
+        unreadable = Some(e.to_string());
+    }
+    std::fs::write(&export, out).map_err(|e| JournalError::Damaged {
+        path: path.display().to_string(),
+        detail: format!("could not write the export: {e}"),
+    })?;
+    Ok(Salvage {
+        copy,
+        export,
+        open_attempts: n,
+        unreadable,
+    })
 }
 
 fn row_to_attempt(r: &Row<'_>) -> rusqlite::Result<AttemptRow> {
