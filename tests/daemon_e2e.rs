@@ -91,9 +91,10 @@ fn watch_events(ecr: &str) -> Arc<Mutex<Vec<Value>>> {
         for line in reader.lines() {
             let Ok(line) = line else { return };
             if let Some(d) = line.strip_prefix("data:")
-                && let Ok(v) = serde_json::from_str::<Value>(d.trim()) {
-                    s.lock().unwrap().push(v);
-                }
+                && let Ok(v) = serde_json::from_str::<Value>(d.trim())
+            {
+                s.lock().unwrap().push(v);
+            }
         }
     });
     seen
@@ -315,4 +316,97 @@ fn demo_takes_a_payment_through_the_web_mirror_and_stops_cleanly() {
     };
     assert!(status.success(), "{status:?}");
     assert!(state.path().join("journal.db").exists());
+}
+
+fn start_daemon(env: &Env, config: &std::path::Path, ecr_listen: &str) -> Child {
+    Command::new(common::BIN)
+        .arg("--config")
+        .arg(config)
+        .args([
+            "run",
+            "--ecr-listen",
+            ecr_listen,
+            "--mirror-listen",
+            "127.0.0.1:0",
+        ])
+        .env_remove("PAYTERM_CONFIG")
+        .current_dir(env.dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn ecr_api_needs_its_token_and_listens_on_a_unix_socket() {
+    let env = Env::start();
+    // TCP with a bearer token.
+    std::fs::write(env.dir.path().join("ecr.token"), "s3cret-token\n").unwrap();
+    let cfg = std::fs::read_to_string(&env.config).unwrap().replace(
+        "listen = \"127.0.0.1:0\"",
+        "listen = \"127.0.0.1:0\"\ntoken_file = \"ecr.token\"",
+    );
+    let with_token = env.dir.path().join("token.toml");
+    std::fs::write(&with_token, cfg).unwrap();
+    let port = free_port();
+    let ecr = format!("http://127.0.0.1:{port}");
+    let child = start_daemon(&env, &with_token, &format!("127.0.0.1:{port}"));
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    );
+    wait_until("the daemon", 20, || {
+        agent.get(&format!("{ecr}/v1/health")).call().is_ok()
+    });
+    let r = agent.get(&format!("{ecr}/v1/health")).call().unwrap();
+    assert_eq!(r.status().as_u16(), 401, "no token, no answer");
+    let r = agent
+        .get(&format!("{ecr}/v1/health"))
+        .header("Authorization", "Bearer wrong-token!")
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let mut r = agent
+        .get(&format!("{ecr}/v1/health"))
+        .header("Authorization", "Bearer s3cret-token")
+        .call()
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        200,
+        "{}",
+        r.body_mut().read_to_string().unwrap()
+    );
+    assert!(terminate(child).success());
+
+    // The default kind of listener: a unix socket, removed again at shutdown.
+    let sock = env.dir.path().join("ecr.sock");
+    let child = start_daemon(&env, &env.config, &format!("unix:{}", sock.display()));
+    wait_until("the socket", 20, || sock.exists());
+    use std::io::{Read, Write};
+    let ask = |req: &str| {
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let mut health = String::new();
+    wait_until("ready", 20, || {
+        health = ask("GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        health.contains("\"taking_payments\":true")
+    });
+    let body = r#"{"order_id":"SOCK-1","amount":"2.00","code":"134567890123459999"}"#;
+    let resp = ask(&format!(
+        "POST /v1/payments HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    assert!(resp.starts_with("HTTP/1.1 202"), "{resp}");
+    wait_until("SOCK-1 paid", 20, || {
+        ask("GET /v1/payments/SOCK-1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .contains("\"state\":\"PAID\"")
+    });
+    assert!(terminate(child).success());
+    assert!(!sock.exists(), "the socket is removed at shutdown");
 }
