@@ -7,6 +7,7 @@
 //! (`POST /_sandbox/clock`) so tests advance time instead of sleeping. It shares no state with
 //! the terminal: it only knows what arrives over HTTP.
 
+pub mod acp;
 pub mod aggregator;
 pub mod clock;
 pub mod ledger;
@@ -36,6 +37,8 @@ pub struct SandboxConfig {
     pub hang_ms: u64,
     /// Retry schedule for notifications, milliseconds (the seed's 0/15/15/30/180… s, shortened).
     pub notify_schedule_ms: Vec<u64>,
+    /// The UnionPay ACP side (built-in TEST-ONLY chain); `None` switches it off.
+    pub acp: Option<acp::AcpSandboxConfig>,
 }
 
 impl SandboxConfig {
@@ -46,6 +49,7 @@ impl SandboxConfig {
             key: key.into(),
             hang_ms: 30_000,
             notify_schedule_ms: vec![0, 1_000, 2_000, 5_000, 10_000],
+            acp: acp::AcpSandboxConfig::builtin().ok(),
         }
     }
 }
@@ -72,6 +76,7 @@ pub struct Inner {
     /// Requests that arrived, by gateway path, for the tests' "the mock never saw …" checks.
     pub seen_out_trade_nos: Vec<String>,
     pub base_url: String,
+    pub acp: acp::AcpState,
 }
 
 #[derive(Clone)]
@@ -86,6 +91,7 @@ impl Sandbox {
             clock: SandboxClock::new(),
             seen_out_trade_nos: Vec::new(),
             base_url: String::new(),
+            acp: acp::AcpState::default(),
         })))
     }
 
@@ -109,6 +115,11 @@ impl Sandbox {
             .route("/_sandbox/ledger", get(ledger_json))
             .route("/_sandbox/faults", get(get_faults).post(set_faults))
             .route("/_sandbox/clock", get(get_clock).post(set_clock))
+            .route("/gateway/api/backTransReq.do", post(acp::back_trans))
+            .route("/gateway/api/queryTrans.do", post(acp::query_trans))
+            .route("/", post(acp::file_trans))
+            .route("/_sandbox/acp/recon-diff", post(acp::add_recon_diff))
+            .route("/_sandbox/acp/txns", get(acp::txns))
             .route("/_sandbox/health", get(|| async { "ok" }))
             .with_state(self.clone())
     }

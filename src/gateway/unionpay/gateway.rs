@@ -1560,3 +1560,450 @@ pub fn owner_name(o: &OwnerRule) -> &'static str {
         OwnerRule::Test => "test",
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::core::authcode::{AuthCode, default_rules};
+    use crate::gateway::{Method, OrderDetails};
+    use crate::sandbox::{Sandbox, SandboxConfig};
+
+    /// A sandbox served in-process on loopback, and a gateway pointed at it.
+    pub(crate) struct Rig {
+        /// Kept alive for the server it runs.
+        _rt: tokio::runtime::Runtime,
+        pub sb: Sandbox,
+        pub url: String,
+        pub dir: tempfile::TempDir,
+    }
+
+    pub(crate) fn sandbox_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sandbox-acp")
+    }
+
+    impl Rig {
+        pub(crate) fn start() -> Rig {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            let mut sc = SandboxConfig::new("1", "1", "k");
+            sc.hang_ms = 400;
+            sc.notify_schedule_ms = vec![0, 100];
+            let sb = Sandbox::new(sc);
+            let (addr, _h) = rt
+                .block_on(sb.clone().spawn("127.0.0.1:0".parse().unwrap()))
+                .unwrap();
+            Rig {
+                _rt: rt,
+                sb,
+                url: format!("http://{addr}"),
+                dir: tempfile::tempdir().unwrap(),
+            }
+        }
+
+        pub(crate) fn config(&self) -> AcpConfig {
+            let d = sandbox_dir();
+            let text = format!(
+                r#"base_url = "{u}"
+file_url = "{u}/"
+mer_id = "777290058110048"
+term_id = "T0000001"
+sign_pfx = "{d}/acp_test_sign.pfx"
+sign_password_file = "{d}/sign.pass"
+encrypt_cert = "{t}/enc.cer"
+middle_cert = "{d}/sandbox_middle.cer"
+root_cert = "{d}/sandbox_root.cer"
+back_url = "http://127.0.0.1:9/acp/notify"
+connect_timeout_ms = 300
+timeout_ms = 300
+confirm_delays_ms = [50, 100]
+lost_after_ms = 500
+"#,
+                u = self.url,
+                d = d.display(),
+                t = self.dir.path().display()
+            );
+            toml::from_str(&text).unwrap()
+        }
+
+        pub(crate) fn gateway_with(&self, clock: Option<Clock>) -> AcpGateway {
+            let d = sandbox_dir();
+            let enc = self.dir.path().join("enc.cer");
+            if !enc.exists() {
+                std::fs::copy(d.join("sandbox_enc.cer"), &enc).unwrap();
+            }
+            let keys = AcpKeys {
+                key: MerchantKey::load_pkcs12(&d.join("acp_test_sign.pfx"), "000000").unwrap(),
+                secure_key: None,
+                trust: TrustConfig::production(
+                    Certificate::load(&d.join("sandbox_middle.cer")).unwrap(),
+                    Certificate::load(&d.join("sandbox_root.cer")).unwrap(),
+                ),
+                encrypt_cert: EncryptionCert::new(Certificate::load(&enc).unwrap()),
+                encrypt_cert_path: Some(enc),
+            };
+            let cfg = self.config();
+            let t = Timeouts {
+                connect: Duration::from_millis(cfg.connect_timeout_ms),
+                total: Duration::from_millis(cfg.timeout_ms),
+            };
+            let g = AcpGateway::new(
+                cfg,
+                keys,
+                Arc::new(UreqTransport::new(t)),
+                Some(self.dir.path().join("followups.jsonl")),
+            )
+            .unwrap();
+            match clock {
+                Some(c) => g.with_clock(c),
+                None => g,
+            }
+        }
+
+        pub(crate) fn gateway(&self) -> AcpGateway {
+            self.gateway_with(None)
+        }
+
+        pub(crate) fn ledger_status(&self, no: &str) -> Option<String> {
+            let g = self.sb.lock();
+            g.ledger
+                .get(no)
+                .map(|o| format!("{:?}", o.status).to_uppercase())
+        }
+
+        pub(crate) fn advance(&self, ms: i64) {
+            self.sb.lock().clock.advance(ms);
+        }
+    }
+
+    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+    pub(crate) fn attempt(fen: u64, now: i64) -> AttemptRef {
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        AttemptRef {
+            out_trade_no: format!("PT{}{n:04}", beijing_stamp(now)),
+            amount: Amount::from_fen(fen),
+            wallet: Some(Wallet::Unionpay),
+            method: Method::Code,
+            chan_txn_time: beijing_stamp(now),
+            created_ms: now,
+            chan_trade_no: None,
+            details: OrderDetails::default(),
+        }
+    }
+
+    fn code() -> Credential {
+        Credential::Code(AuthCode::classify("6225123456789012345", &default_rules()).unwrap())
+    }
+
+    /// Today at `hh:mm` Beijing, as Unix ms.
+    fn beijing_today(hh: u32, mm: u32) -> i64 {
+        let today = TxnTime::from_unix_ms(crate::util::now_ms())
+            .unwrap()
+            .naive()
+            .date();
+        let t = TxnTime::parse(&format!("{}{hh:02}{mm:02}00", today.format("%Y%m%d"))).unwrap();
+        t.unix_ms()
+    }
+
+    #[test]
+    fn consume_scenarios_through_the_sandbox() {
+        let rig = Rig::start();
+        let g = rig.gateway();
+        let now = crate::util::now_ms();
+        // Paid at once: accepted on pay, paid on query.
+        let a = attempt(1200, now);
+        let r = g.pay(&a, &code());
+        assert!(matches!(r.reply, Reply::Unknown { .. }), "{r:?}");
+        assert!(r.detail.contains("respCode 00"), "{}", r.detail);
+        assert_eq!(g.query(&a).reply, Reply::Paid);
+        // 51: declined on pay, definitively.
+        let a = attempt(1251, now);
+        assert!(matches!(g.pay(&a, &code()).reply, Reply::Failed { ref code, .. } if code == "64"));
+        // 52: in progress on the first query, paid on the second.
+        let a = attempt(1252, now);
+        g.pay(&a, &code());
+        assert!(matches!(g.query(&a).reply, Reply::Unknown { .. }));
+        assert_eq!(g.query(&a).reply, Reply::Paid);
+        // 55: hangs and was never created: the query says 34, which is unknown, not failed.
+        let a = attempt(1255, now);
+        assert!(matches!(g.pay(&a, &code()).reply, Reply::Unknown { .. }));
+        let q = g.query(&a);
+        assert!(
+            matches!(q.reply, Reply::Unknown { .. }) && q.detail.contains("34"),
+            "{q:?}"
+        );
+        // 56: the reply's signature is wrong: unknown, naming the step; the query says paid.
+        let a = attempt(1256, now);
+        let r = g.pay(&a, &code());
+        assert!(
+            matches!(&r.reply, Reply::Unknown { why } if why.contains("step signature")),
+            "{r:?}"
+        );
+        assert_eq!(g.query(&a).reply, Reply::Paid);
+        // 57: 03/04/05 on pay; paid when queried.
+        for fen in [357, 457, 557] {
+            let a = attempt(fen, now);
+            let r = g.pay(&a, &code());
+            assert!(matches!(r.reply, Reply::Unknown { .. }), "{r:?}");
+            assert_eq!(g.query(&a).reply, Reply::Paid, "{fen}");
+        }
+        // The same orderId twice is a duplicate, never a second charge.
+        let a = attempt(100, now);
+        g.pay(&a, &code());
+        let r = g.pay(&a, &code());
+        assert!(r.detail.contains("respCode 12"), "{}", r.detail);
+    }
+
+    #[test]
+    fn undo_reversal_and_refund_rules() {
+        let rig = Rig::start();
+        let g = rig.gateway();
+        let now = crate::util::now_ms();
+        // A paid consume is undone (58: after two "busy" replies).
+        let a = attempt(758, now);
+        g.pay(&a, &code());
+        let mut replies = vec![];
+        for _ in 0..4 {
+            let r = g.reverse(&a);
+            let done = matches!(r.reply, Reply::Reversed(_));
+            replies.push(r.reply);
+            if done {
+                break;
+            }
+        }
+        assert_eq!(
+            replies.last(),
+            Some(&Reply::Reversed(ReverseAction::Refund)),
+            "{replies:?}"
+        );
+        assert_eq!(replies.len(), 3, "{replies:?}");
+        assert_eq!(
+            rig.ledger_status(&a.out_trade_no).as_deref(),
+            Some("REVOKED")
+        );
+        // Asked again, the recorded undo answers without a second one.
+        assert_eq!(g.reverse(&a).reply, Reply::Reversed(ReverseAction::Refund));
+
+        // Unknown outcome (55, never created): reversal closes the number.
+        let a = attempt(255, now);
+        g.pay(&a, &code());
+        assert_eq!(g.reverse(&a).reply, Reply::Reversed(ReverseAction::Close));
+        assert_eq!(
+            rig.ledger_status(&a.out_trade_no).as_deref(),
+            Some("CLOSED")
+        );
+        assert!(
+            g.pay(&a, &code()).detail.contains("12"),
+            "a late consume cannot pay it"
+        );
+
+        // Partial refunds, then the sandbox refuses an undo after a refund.
+        let a = attempt(1000, now);
+        g.pay(&a, &code());
+        assert_eq!(g.query(&a).reply, Reply::Paid);
+        let r1 = RefundRef {
+            out_refund_no: format!("{}R1", a.out_trade_no),
+            amount: Amount::from_fen(300),
+            order_total: a.amount,
+        };
+        assert!(matches!(g.refund(&a, &r1), RefundOutcome::Done { .. }));
+        // The same refund number again refunds once.
+        assert!(matches!(g.refund(&a, &r1), RefundOutcome::Done { .. }));
+        assert!(matches!(
+            g.refund_query(&a, &r1.out_refund_no),
+            RefundOutcome::Done { .. }
+        ));
+        let too_much = RefundRef {
+            out_refund_no: format!("{}R2", a.out_trade_no),
+            amount: Amount::from_fen(701),
+            order_total: a.amount,
+        };
+        assert!(
+            matches!(g.refund(&a, &too_much), RefundOutcome::Failed { ref code, .. } if code == "36")
+        );
+        let rest = RefundRef {
+            out_refund_no: format!("{}R3", a.out_trade_no),
+            amount: Amount::from_fen(700),
+            order_total: a.amount,
+        };
+        assert!(matches!(g.refund(&a, &rest), RefundOutcome::Done { .. }));
+        {
+            let s = rig.sb.lock();
+            assert_eq!(s.ledger.get(&a.out_trade_no).unwrap().refunded_fen(), 1000);
+        }
+        let r = g.reverse(&a);
+        assert!(
+            matches!(&r.reply, Reply::Refused { why } if why.contains("35")),
+            "the sandbox refuses an undo after a refund: {r:?}"
+        );
+        assert_eq!(rig.ledger_status(&a.out_trade_no).as_deref(), Some("PAID"));
+    }
+
+    #[test]
+    fn undo_after_23_is_refused_locally_and_by_the_sandbox() {
+        let rig = Rig::start();
+        // Locally: the terminal's clock says 23:00:01 of the consume's day; nothing is sent.
+        let t0 = beijing_today(10, 0);
+        let late = Arc::new(std::sync::atomic::AtomicI64::new(t0));
+        let l2 = late.clone();
+        let g = rig.gateway_with(Some(Arc::new(move || {
+            l2.load(std::sync::atomic::Ordering::Relaxed)
+        })));
+        let a = attempt(2000, t0);
+        g.pay(&a, &code());
+        assert_eq!(g.query(&a).reply, Reply::Paid);
+        late.store(
+            beijing_today(23, 0) + 1_000,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let before = rig.sb.lock().acp.txns.len();
+        let r = g.reverse(&a);
+        assert_eq!(r.reply, Reply::WindowClosed, "{r:?}");
+        assert!(
+            r.detail.contains("refused locally") && r.detail.contains("23:00"),
+            "{}",
+            r.detail
+        );
+        // Only the status query went out, no undo.
+        let after: Vec<String> = rig.sb.lock().acp.txns[before..]
+            .iter()
+            .map(|t| t.txn_type.clone())
+            .collect();
+        assert!(after.is_empty(), "{after:?}");
+
+        // By the sandbox: its clock is past 23:00 although ours is not.
+        let g = rig.gateway();
+        let now = crate::util::now_ms();
+        let a = attempt(2100, now);
+        g.pay(&a, &code());
+        let end = clearing_day_end_ms(&a.chan_txn_time);
+        rig.advance(end - now + 60_000);
+        let r = g.reverse(&a);
+        if now < end - 30_000 {
+            assert_eq!(r.reply, Reply::WindowClosed, "{r:?}");
+            assert!(r.detail.contains("respCode 39"), "{}", r.detail);
+            assert_eq!(rig.ledger_status(&a.out_trade_no).as_deref(), Some("PAID"));
+        }
+    }
+
+    fn clearing_day_end_ms(tt: &str) -> i64 {
+        super::super::txn::clearing_day_end(TxnTime::parse(tt).unwrap()).unix_ms()
+    }
+
+    #[test]
+    fn the_pre_authorisation_family() {
+        let rig = Rig::start();
+        let g = rig.gateway();
+        let now = crate::util::now_ms();
+        let base = format!("PA{}", beijing_stamp(now));
+        let qr = "6225123456789012345";
+        let pa = g.preauth(&format!("{base}A"), Amount::from_fen(10_000), qr);
+        assert_eq!(pa.verdict, Verdict::Done, "{pa:?}");
+        let pa_ref = OrigRef::QueryId(pa.query_id.clone().unwrap());
+        // Completion above the authorised amount is refused; within it, done.
+        let over = g.preauth_complete(
+            &format!("{base}B"),
+            pa_ref.clone(),
+            Amount::from_fen(10_001),
+        );
+        assert!(
+            matches!(over.verdict, Verdict::Failed { ref code, .. } if code == "36"),
+            "{over:?}"
+        );
+        let c = g.preauth_complete(&format!("{base}C"), pa_ref.clone(), Amount::from_fen(8_000));
+        assert_eq!(c.verdict, Verdict::Done, "{c:?}");
+        // A completed pre-auth cannot be undone; the completion can (full amount only).
+        let u = g.preauth_undo(
+            &format!("{base}D"),
+            pa_ref.clone(),
+            Amount::from_fen(10_000),
+        );
+        assert!(
+            matches!(u.verdict, Verdict::Failed { ref code, .. } if code == "35"),
+            "{u:?}"
+        );
+        let c_ref = OrigRef::Order {
+            order_id: c.order_id.clone(),
+            txn_time: c.txn_time,
+        };
+        let part = g.preauth_complete_undo(&format!("{base}E"), c_ref.clone(), Amount::from_fen(1));
+        assert!(matches!(part.verdict, Verdict::Failed { ref code, .. } if code == "36"));
+        let cu = g.preauth_complete_undo(&format!("{base}F"), c_ref, Amount::from_fen(8_000));
+        assert_eq!(cu.verdict, Verdict::Done, "{cu:?}");
+        assert_eq!(rig.ledger_status(&c.order_id).as_deref(), Some("REVOKED"));
+        // The pre-authorisation stands again and can now be undone.
+        let u = g.preauth_undo(&format!("{base}G"), pa_ref, Amount::from_fen(10_000));
+        assert_eq!(u.verdict, Verdict::Done, "{u:?}");
+        // A declined pre-auth.
+        let d = g.preauth(&format!("{base}H"), Amount::from_fen(551), qr);
+        assert!(matches!(d.verdict, Verdict::Failed { .. }), "{d:?}");
+    }
+
+    #[test]
+    fn encryption_cert_update_writes_atomically_and_keeps_the_previous() {
+        let rig = Rig::start();
+        let g = rig.gateway();
+        let old = g.encrypt_cert().cert_id();
+        let out = g.update_encryption_cert().unwrap();
+        let CertUpdateOutcome::Replaced {
+            old_cert_id,
+            new_cert_id,
+            path: Some(path),
+            previous: Some(prev),
+        } = out
+        else {
+            panic!("{out:?}")
+        };
+        assert_eq!(old_cert_id, old);
+        assert_ne!(new_cert_id, old);
+        assert_eq!(
+            Certificate::load(&path).unwrap().serial_decimal(),
+            new_cert_id
+        );
+        assert_eq!(Certificate::load(&prev).unwrap().serial_decimal(), old);
+        assert!(!sibling(&path, "tmp").exists());
+        assert_eq!(g.encrypt_cert().cert_id(), new_cert_id);
+        // Asked again: unchanged.
+        assert!(matches!(
+            g.update_encryption_cert().unwrap(),
+            CertUpdateOutcome::Unchanged { .. }
+        ));
+    }
+
+    #[test]
+    fn notifications_are_verified() {
+        let rig = Rig::start();
+        let g = rig.gateway();
+        let cfg = rig.sb.lock().cfg.acp.clone().unwrap();
+        let now = crate::util::now_ms();
+        let t = crate::sandbox::acp::tests_notification_body(&cfg, "PT20260101000000001", 1234);
+        let n = g.verify_notification(t.as_bytes()).unwrap();
+        assert!(n.paid);
+        assert_eq!(n.amount, Amount::from_fen(1234));
+        let forged = t.replace("txnAmt=1234", "txnAmt=1");
+        let e = g.verify_notification(forged.as_bytes()).unwrap_err();
+        assert!(e.contains("signature"), "{e}");
+        let _ = now;
+    }
+
+    #[test]
+    fn reconciliation_file_round_trip() {
+        let rig = Rig::start();
+        let g = rig.gateway();
+        let now = crate::util::now_ms();
+        let a = attempt(1500, now);
+        g.pay(&a, &code());
+        let date =
+            crate::gateway::unionpay::cli::clearing_date(TxnTime::parse(&a.chan_txn_time).unwrap());
+        let f = g.download_recon(date).unwrap();
+        let recs: Vec<&ZmRecord> = f.records().collect();
+        assert!(
+            recs.iter()
+                .any(|r| r.order_id == a.out_trade_no && r.amount == a.amount),
+            "{recs:?}"
+        );
+    }
+}
