@@ -208,6 +208,30 @@ enum Cmd {
     },
     /// The merchant's registered names (aggregator GetMchInfo).
     MerchantInfo,
+    /// UnionPay ACP tools.
+    Acp {
+        #[command(subcommand)]
+        cmd: AcpCmd,
+    },
+    /// Downloads the ACP reconciliation file of a clearing date (YYYY-MM-DD) and lists every
+    /// difference against the journal: exit 0 none, 2 differences.
+    Reconcile { date: String },
+}
+
+#[derive(Subcommand)]
+enum AcpCmd {
+    /// Verifies a saved ACP reply or notification step by step: exit 0 verified, 1 not.
+    Verify {
+        file: PathBuf,
+        /// Trust UnionPay's public test chain in DIR (acp_test_middle.cer, acp_test_root.cer,
+        /// here or in the parent folder) instead of the configured [gateways.acp] one.
+        #[arg(long, value_name = "DIR")]
+        test_chain: Option<PathBuf>,
+        /// When certificate validity is judged: now (default), message (its txnTime) or
+        /// YYYYMMDDhhmmss (Beijing).
+        #[arg(long)]
+        at: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -574,6 +598,32 @@ fn run(cli: Cli) -> Result<u8, Fail> {
         Cmd::Config {
             cmd: ConfigCmd::Check,
         } => config_check(&cli, &out),
+        Cmd::Acp {
+            cmd:
+                AcpCmd::Verify {
+                    file,
+                    test_chain,
+                    at,
+                },
+        } => {
+            let (code, text) = payterm::gateway::unionpay::cli::verify_command(
+                &cli.config,
+                file,
+                test_chain.as_deref(),
+                at.as_deref(),
+            );
+            print!("{text}");
+            Ok(code)
+        }
+        Cmd::Reconcile { date } => {
+            let (code, text) = payterm::gateway::unionpay::cli::reconcile_command(
+                &cli.config,
+                cli.journal.as_deref(),
+                date,
+            );
+            print!("{text}");
+            Ok(code)
+        }
         Cmd::MerchantInfo => {
             let cfg = load(&cli)?;
             let a = cfg
