@@ -6,6 +6,7 @@
 //! protocol. The transport sends bytes and nothing else.
 
 pub mod aggregator;
+pub mod chinaums;
 pub mod transport;
 pub mod unionpay;
 
