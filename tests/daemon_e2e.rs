@@ -410,3 +410,50 @@ fn ecr_api_needs_its_token_and_listens_on_a_unix_socket() {
     assert!(terminate(child).success());
     assert!(!sock.exists(), "the socket is removed at shutdown");
 }
+
+#[test]
+fn cashier_refunds_the_last_sale_on_the_keypad() {
+    let env = Env::start();
+    let (ecr_port, mirror_port) = (free_port(), free_port());
+    let ecr = format!("http://127.0.0.1:{ecr_port}");
+    let mirror = format!("http://127.0.0.1:{mirror_port}");
+    let child = env
+        .cmd()
+        .args([
+            "run",
+            "--ecr-listen",
+            &format!("127.0.0.1:{ecr_port}"),
+            "--mirror-listen",
+            &format!("127.0.0.1:{mirror_port}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the daemon", 20, || {
+        ureq::get(&format!("{ecr}/v1/health")).call().is_ok()
+    });
+    let (s, _) = post(
+        &format!("{ecr}/v1/payments"),
+        json!({"order_id": "KP-1", "amount": "9.00", "code": "134567890123458888"}),
+    );
+    assert_eq!(s, 202);
+    wait_until("KP-1 paid", 15, || {
+        get(&format!("{ecr}/v1/payments/KP-1"))["state"] == "PAID"
+    });
+    // Refund → Enter (the last paid sale) → 2.50 → Enter → Enter to confirm.
+    for k in ["refund", "enter", "2", "dot", "5", "0", "enter", "enter"] {
+        assert_eq!(post(&format!("{mirror}/api/key"), json!({"key": k})).0, 202);
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    wait_until("the refund", 15, || {
+        get(&format!("{ecr}/v1/payments/KP-1"))["refunds"]
+            .as_array()
+            .is_some_and(|r| {
+                r.iter()
+                    .any(|r| r["amount_fen"] == 250 && r["state"] == "DONE")
+            })
+    });
+    assert!(terminate(child).success());
+    env.assert_consistent(true);
+}

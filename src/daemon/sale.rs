@@ -25,7 +25,8 @@ use crate::engine::{PayRequest, new_out_trade_no};
 use crate::gateway::{Credential, FaceCode, OrderDetails};
 use crate::ui::display::Screens;
 use crate::ui::model::{
-    DeclineReason, DiagItem, DiagStatus, FaceStep, Key, Locale, Screen, StatusBar, UiInput,
+    DeclineReason, DiagItem, DiagStatus, FaceStep, Key, Locale, RefundStep, Screen, StatusBar,
+    UiInput,
 };
 use crate::util;
 
@@ -70,6 +71,10 @@ pub enum SaleCmd {
         order_id: String,
         result: Result<(FaceCode, String), String>,
     },
+    RefundDone {
+        order_id: String,
+        result: Result<(u64, String), String>,
+    },
 }
 
 enum Phase {
@@ -93,6 +98,7 @@ enum Phase {
         until: Instant,
     },
     Diagnostics,
+    Refund(RefundStep),
 }
 
 pub struct Controller {
@@ -212,9 +218,10 @@ impl Controller {
             let now = (self.screen(), self.status());
             if last_drawn.as_ref() != Some(&now) {
                 if let Some(s) = self.screens.as_mut()
-                    && let Err(e) = s.show(&now.0, &now.1) {
-                        tracing::warn!("screen: {e}");
-                    }
+                    && let Err(e) = s.show(&now.0, &now.1)
+                {
+                    tracing::warn!("screen: {e}");
+                }
                 last_drawn = Some(now);
             }
         }
@@ -256,6 +263,7 @@ impl Controller {
                 Some(ev) => running_screen(ev),
             },
             Phase::Showing { screen, .. } => screen.clone(),
+            Phase::Refund(step) => Screen::RefundFlow(step.clone()),
             Phase::Diagnostics => Screen::Diagnostics {
                 items: self.diagnostics(),
             },
@@ -373,6 +381,32 @@ impl Controller {
                     _ => None,
                 };
                 let _ = reply.send(ev);
+            }
+            SaleCmd::RefundDone { order_id, result } => {
+                if !matches!(&self.phase, Phase::Refund(RefundStep::Processing { order, .. }) if *order == order_id)
+                {
+                    return;
+                }
+                match result {
+                    Ok((fen, state)) if state == "DONE" => {
+                        self.indicate(Indication::Paid);
+                        self.show_for(Screen::Refunded { refund_fen: fen }, 6);
+                    }
+                    Ok((_, state)) => {
+                        self.indicate(Indication::Attention);
+                        self.phase = Phase::Refund(RefundStep::Failed {
+                            order: order_id,
+                            message: format!("refund {state}: it is journaled and will be settled"),
+                        });
+                    }
+                    Err(message) => {
+                        self.indicate(Indication::Declined);
+                        self.phase = Phase::Refund(RefundStep::Failed {
+                            order: order_id,
+                            message: short(&message),
+                        });
+                    }
+                }
             }
             SaleCmd::FaceDone { order_id, result } => {
                 let Phase::Face { sale, .. } = &self.phase else {
@@ -678,6 +712,11 @@ impl Controller {
                             }
                         }
                     }
+                    Phase::Refund(RefundStep::EnterOrder { .. }) => {
+                        // A receipt's order barcode names the payment to refund.
+                        let order = code.expose().trim().to_string();
+                        self.refund_order_chosen(&order);
+                    }
                     _ => {
                         tracing::info!(scanner = %source, code = %code.masked(), "a code was scanned with no sale waiting; ignored")
                     }
@@ -692,6 +731,7 @@ impl Controller {
                     K::Enter => Key::Enter,
                     K::Cancel | K::Clear => Key::Cancel,
                     K::Function(1) => Key::Face,
+                    K::Function(2) => Key::Refund,
                     K::Function(3) => Key::Diagnostics,
                     K::Function(_) => return,
                 };
@@ -699,14 +739,15 @@ impl Controller {
             }
             DeviceEvent::Face(FaceEvent::Progress { txn_id, stage }) => {
                 if let Phase::Face { sale, step } = &mut self.phase
-                    && sale.order_id == txn_id {
-                        *step = match stage.as_str() {
-                            "look" | "look_at_camera" | "detecting" => FaceStep::LookAtCamera,
-                            "recognising" | "recognizing" | "captured" => FaceStep::Recognising,
-                            "confirm" | "confirm_identity" => FaceStep::ConfirmIdentity,
-                            _ => *step,
-                        };
-                    }
+                    && sale.order_id == txn_id
+                {
+                    *step = match stage.as_str() {
+                        "look" | "look_at_camera" | "detecting" => FaceStep::LookAtCamera,
+                        "recognising" | "recognizing" | "captured" => FaceStep::Recognising,
+                        "confirm" | "confirm_identity" => FaceStep::ConfirmIdentity,
+                        _ => *step,
+                    };
+                }
             }
             DeviceEvent::ScanDiscarded { source, reason } => {
                 tracing::debug!(scanner = %source, "discarded: {reason}")
@@ -740,6 +781,146 @@ impl Controller {
         }
     }
 
+    /// The cashier's refund flow: order (typed digits, a scanned receipt, or Enter for the last
+    /// paid sale) → amount (Enter alone: everything that remains) → confirm → the engine refunds.
+    fn on_refund_key(&mut self, k: Key) {
+        let Phase::Refund(step) = &mut self.phase else {
+            return;
+        };
+        if k == Key::Cancel {
+            self.phase = Phase::Idle;
+            return;
+        }
+        match step {
+            RefundStep::EnterOrder { input } => match k {
+                Key::Digit(d) if input.len() < 32 => input.push((b'0' + d) as char),
+                Key::Backspace => {
+                    input.pop();
+                }
+                Key::Enter => {
+                    let wanted = input.clone();
+                    self.refund_order_chosen(&wanted);
+                }
+                _ => {}
+            },
+            RefundStep::EnterAmount {
+                order,
+                refundable_fen,
+                input,
+            } => match k {
+                Key::Digit(d) => {
+                    let decimals = input.split_once('.').map(|(_, f)| f.len());
+                    if input.len() < 9 && decimals.is_none_or(|n| n < 2) {
+                        input.push((b'0' + d) as char);
+                    }
+                }
+                Key::Dot if !input.contains('.') => input.push('.'),
+                Key::Backspace => {
+                    input.pop();
+                }
+                Key::Enter => {
+                    let fen = if input.is_empty() {
+                        Some(*refundable_fen)
+                    } else {
+                        Amount::parse_yuan(input).ok().map(Amount::fen)
+                    };
+                    match fen {
+                        Some(f) if f > 0 && f <= *refundable_fen => {
+                            self.phase = Phase::Refund(RefundStep::Confirm {
+                                order: order.clone(),
+                                refund_fen: f,
+                            })
+                        }
+                        _ => self.indicate(Indication::Attention),
+                    }
+                }
+                _ => {}
+            },
+            RefundStep::Confirm { order, refund_fen } => {
+                if k == Key::Enter {
+                    let (order, fen) = (order.clone(), *refund_fen);
+                    self.phase = Phase::Refund(RefundStep::Processing {
+                        order: order.clone(),
+                        refund_fen: fen,
+                    });
+                    let shared = self.shared.clone();
+                    let tx = self.self_tx.clone();
+                    tokio::spawn(async move {
+                        let o = order.clone();
+                        let result = tokio::task::spawn_blocking(move || {
+                            shared
+                                .engine()
+                                .and_then(|mut e| e.refund(&o, Amount::from_fen(fen), None))
+                                .map(|r| (r.amount.fen(), r.state.as_str().to_string()))
+                                .map_err(|e| e.to_string())
+                        })
+                        .await
+                        .unwrap_or_else(|e| Err(e.to_string()));
+                        if let Some(tx) = tx {
+                            let _ = tx
+                                .send(SaleCmd::RefundDone {
+                                    order_id: order,
+                                    result,
+                                })
+                                .await;
+                        }
+                    });
+                }
+            }
+            RefundStep::Processing { .. } => {}
+            RefundStep::Failed { .. } => self.phase = Phase::Idle,
+        }
+    }
+
+    /// Finds the paid order the cashier named (empty: the last paid sale) and asks for the amount.
+    fn refund_order_chosen(&mut self, wanted: &str) {
+        // A short local read of the journal; it does not wait on any network.
+        let found = (|| -> Result<(String, u64), String> {
+            let e = self.shared.engine().map_err(|e| e.to_string())?;
+            let paid = e
+                .journal()
+                .list(&crate::journal::ListFilter {
+                    limit: Some(200),
+                    ..Default::default()
+                })
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .rev()
+                .find(|a| {
+                    a.machine.state == crate::core::AttemptState::Paid
+                        && (wanted.is_empty()
+                            || a.order_id == wanted
+                            || a.order_id.ends_with(wanted)
+                            || a.out_trade_no.ends_with(wanted))
+                })
+                .ok_or_else(|| format!("no paid sale matches {wanted:?}"))?;
+            let taken: u64 = e
+                .journal()
+                .refunds_for(paid.attempt_id)
+                .map_err(|e| e.to_string())?
+                .iter()
+                .filter(|r| r.state != crate::journal::RefundState::Failed)
+                .map(|r| r.amount.fen())
+                .sum();
+            Ok((paid.order_id, paid.amount.fen().saturating_sub(taken)))
+        })();
+        self.phase = Phase::Refund(match found {
+            Ok((order, left)) if left > 0 => RefundStep::EnterAmount {
+                order,
+                refundable_fen: left,
+                input: String::new(),
+            },
+            Ok((order, _)) => RefundStep::Failed {
+                order,
+                message: "already refunded in full".into(),
+            },
+            Err(message) => RefundStep::Failed {
+                order: wanted.to_string(),
+                message,
+            },
+        });
+    }
+
     fn on_key(&mut self, k: Key) {
         match (&mut self.phase, k) {
             (Phase::Idle | Phase::Showing { .. }, Key::Digit(d)) => {
@@ -749,6 +930,12 @@ impl Controller {
                 self.phase = Phase::Entering("0.".into())
             }
             (Phase::Idle, Key::Diagnostics) => self.phase = Phase::Diagnostics,
+            (Phase::Idle | Phase::Showing { .. }, Key::Refund) => {
+                self.phase = Phase::Refund(RefundStep::EnterOrder {
+                    input: String::new(),
+                })
+            }
+            (Phase::Refund(_), _) => self.on_refund_key(k),
             (Phase::Diagnostics | Phase::Showing { .. }, _) => self.phase = Phase::Idle,
             (Phase::Entering(s), Key::Digit(d)) => {
                 let decimals = s.split_once('.').map(|(_, f)| f.len());
@@ -756,10 +943,9 @@ impl Controller {
                     s.push((b'0' + d) as char);
                 }
             }
-            (Phase::Entering(s), Key::Dot)
-                if !s.contains('.') => {
-                    s.push('.');
-                }
+            (Phase::Entering(s), Key::Dot) if !s.contains('.') => {
+                s.push('.');
+            }
             (Phase::Entering(s), Key::Backspace) => {
                 s.pop();
                 if s.is_empty() {
@@ -838,13 +1024,14 @@ fn short(s: &str) -> String {
 fn running_screen(ev: &PaymentEvent) -> Screen {
     let amount_fen = ev.amount_fen;
     if let Some(url) = &ev.code_url
-        && (ev.state == "QUERYING" || ev.state == "PAY_INTENT") {
-            return Screen::QrToScan {
-                code_url: url.clone(),
-                amount_fen,
-                seconds_left: Controller::secs_until(ev.deadline_ms),
-            };
-        }
+        && (ev.state == "QUERYING" || ev.state == "PAY_INTENT")
+    {
+        return Screen::QrToScan {
+            code_url: url.clone(),
+            amount_fen,
+            seconds_left: Controller::secs_until(ev.deadline_ms),
+        };
+    }
     match ev.state.as_str() {
         "QUERYING" if ev.note.contains("confirming") => Screen::CustomerConfirming {
             amount_fen,
