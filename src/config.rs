@@ -125,6 +125,9 @@ pub struct Gateways {
     /// UnionPay 全渠道 (ACP): route `UNIONPAY = "acp"` to use it.
     #[serde(default)]
     pub acp: Option<crate::gateway::unionpay::AcpConfig>,
+    /// ChinaUMS POS-link: select it with `--gateway chinaums` or a route.
+    #[serde(default)]
+    pub chinaums: Option<crate::gateway::chinaums::ChinaUmsConfig>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -393,7 +396,8 @@ impl Config {
             }
             let known = gw == "none"
                 || (gw == "aggregator" && f.gateways.aggregator.is_some())
-                || (gw == "acp" && f.gateways.acp.is_some());
+                || (gw == "acp" && f.gateways.acp.is_some())
+                || (gw == "chinaums" && f.gateways.chinaums.is_some());
             if !known {
                 v.push(Problem::error(
                     format!("routes.{wallet}"),
@@ -444,6 +448,12 @@ impl Config {
             if let Some(k) = &a.secure_key_file {
                 self.check_secret(&mut v, "gateways.acp.secure_key_file", k);
             }
+        }
+        if let Some(c) = &f.gateways.chinaums {
+            for (field, why) in c.problems(t.sandbox) {
+                v.push(Problem::error(field, why));
+            }
+            self.check_secret(&mut v, "gateways.chinaums.app_key_file", &c.app_key_file);
         }
         let ecr = &f.ecr.listen;
         if !ecr.starts_with("unix:") {

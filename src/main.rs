@@ -216,6 +216,55 @@ enum Cmd {
     /// Downloads the ACP reconciliation file of a clearing date (YYYY-MM-DD) and lists every
     /// difference against the journal: exit 0 none, 2 differences.
     Reconcile { date: String },
+    /// ChinaUMS netpay bills: the pre-authorisation family.
+    Chinaums {
+        #[command(subcommand)]
+        cmd: ChinaumsCmd,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+struct BillArgs {
+    /// billNo of the pre-authorised bill.
+    #[arg(long)]
+    bill_no: String,
+    /// billDate, yyyy-MM-dd.
+    #[arg(long)]
+    bill_date: String,
+    /// merOrderId of the pre-authorisation.
+    #[arg(long)]
+    mer_order_id: String,
+    /// authIdRespCd, the authorisation code.
+    #[arg(long, default_value = "")]
+    auth_code: String,
+}
+
+impl BillArgs {
+    fn to_ref(&self) -> payterm::gateway::chinaums::PreAuthRef {
+        payterm::gateway::chinaums::PreAuthRef {
+            bill_no: self.bill_no.clone(),
+            bill_date: self.bill_date.clone(),
+            mer_order_id: self.mer_order_id.clone(),
+            auth_id_resp_cd: self.auth_code.clone(),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum ChinaumsCmd {
+    /// 预授权撤销: releases a pre-authorisation that was not completed.
+    PreauthCancel(BillArgs),
+    /// 预授权完成: takes an amount (yuan) from a pre-authorisation.
+    PreauthComplete {
+        #[command(flatten)]
+        bill: BillArgs,
+        #[arg(long)]
+        amount: String,
+    },
+    /// 预授权完成撤销: undoes a completion.
+    PreauthCompleteCancel(BillArgs),
+    /// The bill's current state.
+    BillQuery(BillArgs),
 }
 
 #[derive(Subcommand)]
@@ -624,6 +673,23 @@ fn run(cli: Cli) -> Result<u8, Fail> {
             print!("{text}");
             Ok(code)
         }
+        Cmd::Chinaums { cmd } => {
+            use payterm::gateway::chinaums::cli::{BillOp, bill_command};
+            let (op, bill) = match cmd {
+                ChinaumsCmd::PreauthCancel(b) => (BillOp::PreAuthCancel, b),
+                ChinaumsCmd::PreauthComplete { bill, amount } => (
+                    BillOp::PreAuthComplete {
+                        amount: amount.clone(),
+                    },
+                    bill,
+                ),
+                ChinaumsCmd::PreauthCompleteCancel(b) => (BillOp::PreAuthCompleteCancel, b),
+                ChinaumsCmd::BillQuery(b) => (BillOp::Query, b),
+            };
+            let (code, value, human) = bill_command(&cli.config, op, bill.to_ref());
+            out.line(human, value);
+            Ok(code)
+        }
         Cmd::MerchantInfo => {
             let cfg = load(&cli)?;
             let a = cfg
@@ -896,6 +962,18 @@ fn sandbox(cli: &Cli, out: &Out, listen: std::net::SocketAddr, hang_ms: u64) -> 
     let key = cfg.read_secret("aggregator key", &a.key_file)?;
     let mut sc = payterm::sandbox::SandboxConfig::new(&a.agent_id, &a.mch_id, &key);
     sc.hang_ms = hang_ms;
+    if let Some(c) = &cfg.file.gateways.chinaums {
+        let mut u = payterm::sandbox::chinaums::UmsSandboxConfig::builtin();
+        u.app_id = c.app_id.clone();
+        u.app_key = cfg.read_secret("ChinaUMS AppKey", &c.app_key_file)?;
+        u.merchant_code = c.merchant_code.clone();
+        u.terminal_code = c.terminal_code.clone();
+        if let Some(b) = &c.bills {
+            u.bills_mid = b.mid.clone();
+            u.bills_tid = b.tid.clone();
+        }
+        sc.chinaums = Some(u);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

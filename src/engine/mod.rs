@@ -99,6 +99,10 @@ impl Gateways {
                 .map_err(|e| crate::config::ConfigError::Invalid(format!("gateways.acp: {e}")))?;
             g.insert("acp", Arc::new(acp));
         }
+        if let Some(c) = &cfg.file.gateways.chinaums {
+            let ums = crate::gateway::chinaums::ChinaUms::from_config(cfg, c)?;
+            g.insert("chinaums", Arc::new(ums));
+        }
         Ok(g)
     }
 }
