@@ -156,16 +156,18 @@ impl Shared {
 
     pub fn kick_recovery(&self) {
         if let Ok(g) = self.recovery_kick.lock()
-            && let Some(tx) = g.as_ref() {
-                let _ = tx.send(());
-            }
+            && let Some(tx) = g.as_ref()
+        {
+            let _ = tx.send(());
+        }
     }
 
     pub fn refresh_unsettled(&self) {
         if let Ok(j) = Journal::connect(&self.journal_path)
-            && let Ok((n, _, _)) = j.uncertain() {
-                self.unsettled.store(n as u64, Ordering::SeqCst);
-            }
+            && let Ok((n, _, _)) = j.uncertain()
+        {
+            self.unsettled.store(n as u64, Ordering::SeqCst);
+        }
     }
 
     /// Runs a payment on a blocking thread, publishing every durable change.
@@ -476,15 +478,7 @@ async fn watchdog(shared: Arc<Shared>) {
 /// Probes each gateway's host with a TCP connect; a return of the link wakes recovery.
 async fn connectivity(shared: Arc<Shared>) {
     loop {
-        let targets: Vec<String> = {
-            let c = read(&shared.config);
-            c.file
-                .gateways
-                .aggregator
-                .iter()
-                .map(|a| a.base_url.clone())
-                .collect()
-        };
+        let targets: Vec<String> = read(&shared.gateways).endpoints();
         let mut up = true;
         for t in targets {
             let Ok(u) = url::Url::parse(&t) else { continue };

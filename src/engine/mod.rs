@@ -83,6 +83,11 @@ impl Gateways {
             .ok_or_else(|| EngineError::UnknownGateway(name.to_string()))
     }
 
+    /// Every gateway's probe target, for the connectivity monitor.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.0.values().filter_map(|g| g.endpoint()).collect()
+    }
+
     pub fn names(&self) -> Vec<String> {
         self.0.keys().cloned().collect()
     }
@@ -251,12 +256,13 @@ impl Engine {
             )));
         }
         if let Some(o) = oldest
-            && now - o > self.settings.max_open_age_ms {
-                return Err(EngineError::Paused(format!(
-                    "a transaction has been unsettled for {} minutes; see `payterm journal list --open`",
-                    (now - o) / 60_000
-                )));
-            }
+            && now - o > self.settings.max_open_age_ms
+        {
+            return Err(EngineError::Paused(format!(
+                "a transaction has been unsettled for {} minutes; see `payterm journal list --open`",
+                (now - o) / 60_000
+            )));
+        }
         let newest: Option<i64> = self
             .journal
             .list(&crate::journal::ListFilter {
@@ -266,12 +272,13 @@ impl Engine {
             .first()
             .map(|a| a.updated_ms);
         if let Some(t) = newest
-            && t - now > self.settings.clock_jump_ms {
-                return Err(EngineError::Paused(format!(
-                    "the clock went back {} s since the journal's last write; check the time (NTP)",
-                    (t - now) / 1000
-                )));
-            }
+            && t - now > self.settings.clock_jump_ms
+        {
+            return Err(EngineError::Paused(format!(
+                "the clock went back {} s since the journal's last write; check the time (NTP)",
+                (t - now) / 1000
+            )));
+        }
         Ok(())
     }
 
@@ -290,9 +297,10 @@ impl Engine {
             return Err(AmountError::AboveLimit(req.amount, self.settings.max_amount).into());
         }
         if let Some(o) = &req.order_id
-            && !valid_order_id(o) {
-                return Err(EngineError::BadOrderId(o.clone()));
-            }
+            && !valid_order_id(o)
+        {
+            return Err(EngineError::BadOrderId(o.clone()));
+        }
         let (wallet, fp, mask) = match &req.credential {
             Credential::Code(c) => (
                 Some(c.wallet()),

@@ -210,6 +210,10 @@ pub trait Gateway: Send + Sync {
         }
     }
     fn refund(&self, a: &AttemptRef, r: &RefundRef) -> RefundOutcome;
+    /// The base URL the connectivity monitor probes (host and port are what matter).
+    fn endpoint(&self) -> Option<String> {
+        None
+    }
     /// Exchanges a face module's rawdata for the authinfo its SDK needs (aggregator getfaceauth).
     fn face_auth(&self, _wallet: Wallet, _rawdata: &str) -> Result<String, String> {
         Err(format!("{} does not take face payments", self.name()))

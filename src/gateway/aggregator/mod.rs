@@ -222,9 +222,10 @@ impl Aggregator {
             return reply;
         }
         if let Some(no) = f.get("out_trade_no")
-            && no != a.out_trade_no {
-                return Reply::unknown(format!("reply is for order {no}, not {}", a.out_trade_no));
-            }
+            && no != a.out_trade_no
+        {
+            return Reply::unknown(format!("reply is for order {no}, not {}", a.out_trade_no));
+        }
         let fee = f.get("base_fee").or(f.get("total_fee"));
         match fee.and_then(Amount::parse_fen) {
             Some(x) if x == a.amount => Reply::Paid,
@@ -496,6 +497,10 @@ impl Gateway for Aggregator {
             Ok(reply) => codes::refund(&reply),
             Err(e) => RefundOutcome::Unknown { why: e.to_string() },
         }
+    }
+
+    fn endpoint(&self) -> Option<String> {
+        Some(self.cfg.base_url.clone())
     }
 
     fn face_auth(&self, wallet: Wallet, rawdata: &str) -> Result<String, String> {
