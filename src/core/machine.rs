@@ -341,7 +341,11 @@ pub fn next(a: &Attempt, now: i64, credential_in_memory: bool) -> Next {
             }
         }
         AttemptState::Querying => {
-            if now >= a.deadline_ms {
+            if now >= a.deadline_ms && a.queries == 0 {
+                // Never reverse without querying first (RELIABILITY.md §7.4 C3): the pay reply
+                // lost to a timeout or a restart may have been a success.
+                Next::Send(Op::Query)
+            } else if now >= a.deadline_ms {
                 Next::Commit(fence(a, now, "no payment by the deadline; cancelling"))
             } else if let Some(t) = a.due(now) {
                 Next::WaitUntil(t.min(a.deadline_ms))

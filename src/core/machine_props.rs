@@ -489,6 +489,17 @@ impl Model {
         if before == AttemptState::ManualReview && after != before {
             return Err(self.fail(format!("attempt {i} left manual review for {after}")));
         }
+        // Never reverse without querying first (§7.4 C3): the deadline fences only after at
+        // least one query was answered (or timed out).
+        if before == AttemptState::Querying
+            && after == AttemptState::ReverseIntent
+            && step.note.contains("deadline")
+            && self.attempts[i].persisted.queries == 0
+        {
+            return Err(self.fail(format!(
+                "attempt {i} fenced at the deadline without a query"
+            )));
+        }
         if after == AttemptState::Paid && before != AttemptState::Paid {
             // PAID only before the fence, and only when the gateway really took the money (I4).
             if !matches!(before, AttemptState::PayIntent | AttemptState::Querying) {

@@ -293,3 +293,78 @@ impl Drop for Env {
 pub fn code(n: u32) -> String {
     format!("1345678901{n:08}")
 }
+
+// ---- helpers for the crash, partition and soak tests (issue 3) ----
+
+impl Env {
+    /// The journal file of this environment.
+    pub fn journal_path(&self) -> PathBuf {
+        self.dir.path().join("journal.db")
+    }
+
+    /// Runs `payterm --json ARGS` with extra environment (a fail point, say), in the temporary
+    /// directory so anything the process leaves behind (a core file) is inside what I5 checks.
+    /// No fail point is inherited from the test's own environment.
+    pub fn run_env(&self, args: &[&str], envs: &[(&str, &str)]) -> (i32, Value, Output) {
+        let mut c = self.cmd();
+        c.env_remove("PAYTERM_FAILPOINT")
+            .current_dir(self.dir.path());
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        let out = c.arg("--json").args(args).output().expect("run payterm");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let last = stdout
+            .lines()
+            .rev()
+            .find(|l| l.contains("\"result\""))
+            .and_then(|l| serde_json::from_str(l).ok())
+            .unwrap_or(Value::Null);
+        (out.status.code().unwrap_or(-1), last, out)
+    }
+
+    /// `payterm recover`; returns its exit code (0 settled, 3 something still open).
+    pub fn recover(&self) -> i32 {
+        let (c, v, out) = self.run_env(&["recover", "--max-wait-ms", "3000"], &[]);
+        assert!(
+            c == 0 || c == 3,
+            "recover exited {c}: {v} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        c
+    }
+
+    /// Recovers until nothing is open (at most `rounds` passes); returns whether it settled.
+    pub fn recover_until_settled(&self, rounds: usize) -> bool {
+        (0..rounds).any(|_| self.recover() == 0)
+    }
+
+    /// Sets the sandbox's injected faults (a JSON object of `sandbox::Faults`).
+    pub fn faults(&self, json: &str) {
+        self.post("/_sandbox/faults", json);
+    }
+
+    /// Moves the sandbox's clock forward.
+    pub fn advance_sandbox_clock(&self, ms: i64) {
+        self.post("/_sandbox/clock", &format!(r#"{{"advance_ms": {ms}}}"#));
+    }
+
+    /// Everything recovery could change: the journal (rows, histories, refunds) and the ledger.
+    pub fn snapshot(&self) -> (Vec<Value>, Value) {
+        (self.journal(), self.ledger())
+    }
+
+    /// I7: the journal passes `PRAGMA integrity_check`.
+    pub fn assert_integrity(&self) {
+        let conn = rusqlite::Connection::open(self.journal_path()).expect("open the journal");
+        let r: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .expect("integrity_check");
+        assert_eq!(r, "ok", "I7: the journal is damaged");
+    }
+
+    /// The journal entry (attempt, history, refunds) with this out_trade_no or amount in fen.
+    pub fn journal_entry(&self, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+        self.journal().into_iter().find(|e| pred(&e["attempt"]))
+    }
+}
