@@ -520,16 +520,15 @@ fn query(sb: &Sandbox, cfg: &AcpSandboxConfig, req: &AcpMessage) -> Out {
         return Out::Reply(with_code(req, "34", "查无此交易"));
     };
     let mut became_paid = None;
-    if g.acp.txns[i].txn_type == "01" {
-        if let Some(order) = g.ledger.get_mut(&o) {
-            order.queries += 1;
-            if order.status == Status::Paying && order.amount_fen % 100 == 52 && order.queries >= 2
-            {
-                order.status = Status::Paid;
-                g.acp.txns[i].result = "00".into();
-                g.acp.txns[i].result_msg = "成功[0000000]".into();
-                became_paid = Some(g.acp.txns[i].clone());
-            }
+    if g.acp.txns[i].txn_type == "01"
+        && let Some(order) = g.ledger.get_mut(&o)
+    {
+        order.queries += 1;
+        if order.status == Status::Paying && order.amount_fen % 100 == 52 && order.queries >= 2 {
+            order.status = Status::Paid;
+            g.acp.txns[i].result = "00".into();
+            g.acp.txns[i].result_msg = "成功[0000000]".into();
+            became_paid = Some(g.acp.txns[i].clone());
         }
     }
     let t = g.acp.txns[i].clone();
@@ -1008,7 +1007,7 @@ fn file(sb: &Sandbox, cfg: &AcpSandboxConfig, req: &AcpMessage) -> Out {
         if d.extra {
             let mut r = recs.first().cloned().unwrap_or_else(|| {
                 zm(
-                    &g.acp.txns.first().cloned().unwrap_or_else(|| blank_txn()),
+                    &g.acp.txns.first().cloned().unwrap_or_else(blank_txn),
                     &cfg.mer_id,
                 )
             });
@@ -1143,6 +1142,31 @@ fn notify(sb: &Sandbox, cfg: &AcpSandboxConfig, t: &Txn) {
     });
 }
 
+/// A signed consume notification form body, for the gateway's tests.
+#[cfg(test)]
+pub(crate) fn tests_notification_body(cfg: &AcpSandboxConfig, order_id: &str, fen: u64) -> String {
+    let f = vec![
+        kv("version", "5.1.0"),
+        kv("encoding", "UTF-8"),
+        kv("txnType", "01"),
+        kv("txnSubType", "06"),
+        kv("merId", cfg.mer_id.clone()),
+        kv("orderId", order_id),
+        kv("txnTime", "20260101000000"),
+        kv("txnAmt", fen.to_string()),
+        kv("queryId", "123456789012345678901"),
+        kv("respCode", "00"),
+        kv("respMsg", "成功[0000000]"),
+    ];
+    let raw = signed_raw(cfg, f, false);
+    let msg = AcpMessage::parse_raw(&raw).unwrap();
+    let mut ser = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in msg.fields() {
+        ser.append_pair(k, v);
+    }
+    ser.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1176,29 +1200,4 @@ mod tests {
         let cfg = AcpSandboxConfig::builtin().unwrap();
         assert_eq!(cfg.merchant_cert.serial_decimal(), "68759663125");
     }
-}
-
-/// A signed consume notification form body, for the gateway's tests.
-#[cfg(test)]
-pub(crate) fn tests_notification_body(cfg: &AcpSandboxConfig, order_id: &str, fen: u64) -> String {
-    let f = vec![
-        kv("version", "5.1.0"),
-        kv("encoding", "UTF-8"),
-        kv("txnType", "01"),
-        kv("txnSubType", "06"),
-        kv("merId", cfg.mer_id.clone()),
-        kv("orderId", order_id),
-        kv("txnTime", "20260101000000"),
-        kv("txnAmt", fen.to_string()),
-        kv("queryId", "123456789012345678901"),
-        kv("respCode", "00"),
-        kv("respMsg", "成功[0000000]"),
-    ];
-    let raw = signed_raw(cfg, f, false);
-    let msg = AcpMessage::parse_raw(&raw).unwrap();
-    let mut ser = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in msg.fields() {
-        ser.append_pair(k, v);
-    }
-    ser.finish()
 }

@@ -453,14 +453,14 @@ pub fn compare(
             },
         };
         // Attempts of this day were compared above; one of another day is a date mismatch.
-        if let Some(tt) = TxnTime::parse(&a.chan_txn_time) {
-            if clearing_date(tt) != date {
-                diffs.push(Difference::StateMismatch {
-                    order_id: no.clone(),
-                    journal: format!("clearing date {}", clearing_date(tt)),
-                    file: format!("settled on {date}"),
-                });
-            }
+        if let Some(tt) = TxnTime::parse(&a.chan_txn_time)
+            && clearing_date(tt) != date
+        {
+            diffs.push(Difference::StateMismatch {
+                order_id: no.clone(),
+                journal: format!("clearing date {}", clearing_date(tt)),
+                file: format!("settled on {date}"),
+            });
         }
     }
     for (orig, amount) in &view.undos {

@@ -161,10 +161,10 @@ impl AcpConfig {
         if self.mer_id.len() != 15 || !self.mer_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
             err("mer_id", "must be the 15-character merId".to_string());
         }
-        if let Some(t) = &self.term_id {
-            if t.len() != 8 || !t.bytes().all(|b| b.is_ascii_graphic()) {
-                err("term_id", "must be 8 printable characters".to_string());
-            }
+        if let Some(t) = &self.term_id
+            && (t.len() != 8 || !t.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            err("term_id", "must be 8 printable characters".to_string());
         }
         if !matches!(self.access_type.as_str(), "0" | "1" | "2") {
             err("access_type", "must be 0, 1 or 2".to_string());
@@ -642,15 +642,15 @@ impl AcpGateway {
             Some((step, why)) => format!("reply not verified at step {}: {why}", step.name()),
             None => "reply not verified".to_string(),
         })?;
-        if let Some(mer) = m.get("merId") {
-            if mer != self.cfg.mer_id {
-                return Err(format!("the reply is for merchant {mer}, not ours"));
-            }
+        if let Some(mer) = m.get("merId")
+            && mer != self.cfg.mer_id
+        {
+            return Err(format!("the reply is for merchant {mer}, not ours"));
         }
-        if let (Some(want), Some(got)) = (order_id, m.get("orderId")) {
-            if want != got {
-                return Err(format!("the reply is for order {got}, not {want}"));
-            }
+        if let (Some(want), Some(got)) = (order_id, m.get("orderId"))
+            && want != got
+        {
+            return Err(format!("the reply is for order {got}, not {want}"));
         }
         Ok(m)
     }
@@ -899,10 +899,10 @@ impl AcpGateway {
                 }
             }
         }
-        if f.state != FollowUpState::Sent {
-            if let Err(e) = self.store.put(f.clone()) {
-                tracing::warn!("{e}");
-            }
+        if f.state != FollowUpState::Sent
+            && let Err(e) = self.store.put(f.clone())
+        {
+            tracing::warn!("{e}");
         }
         (f, m)
     }
@@ -1056,10 +1056,10 @@ impl AcpGateway {
             }
             Verdict::Unknown { reason } => f.note = reason,
         }
-        if f.state != FollowUpState::Sent {
-            if let Err(e) = self.store.put(f.clone()) {
-                tracing::warn!("{e}");
-            }
+        if f.state != FollowUpState::Sent
+            && let Err(e) = self.store.put(f.clone())
+        {
+            tracing::warn!("{e}");
         }
         (f, q)
     }
@@ -1171,14 +1171,12 @@ fn write_atomic(path: &Path, text: &str) -> Result<(), AcpError> {
         f.sync_all().map_err(io)?;
     }
     std::fs::rename(&tmp, path).map_err(io)?;
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = std::fs::File::open(if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        }) {
-            let _ = d.sync_all();
-        }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
     }
     Ok(())
 }
@@ -1502,10 +1500,10 @@ impl Gateway for AcpGateway {
                         return RefundOutcome::Unknown { why: reason };
                     }
                 };
-                if f != prev {
-                    if let Err(e) = self.store.put(f) {
-                        tracing::warn!("{e}");
-                    }
+                if f != prev
+                    && let Err(e) = self.store.put(f)
+                {
+                    tracing::warn!("{e}");
                 }
                 out
             }
