@@ -9,6 +9,7 @@
 
 pub mod acp;
 pub mod aggregator;
+pub mod chinaums;
 pub mod clock;
 pub mod ledger;
 
@@ -39,6 +40,8 @@ pub struct SandboxConfig {
     pub notify_schedule_ms: Vec<u64>,
     /// The UnionPay ACP side (built-in TEST-ONLY chain); `None` switches it off.
     pub acp: Option<acp::AcpSandboxConfig>,
+    /// The ChinaUMS side (built-in test credentials); `None` switches it off.
+    pub chinaums: Option<chinaums::UmsSandboxConfig>,
 }
 
 impl SandboxConfig {
@@ -50,6 +53,7 @@ impl SandboxConfig {
             hang_ms: 30_000,
             notify_schedule_ms: vec![0, 1_000, 2_000, 5_000, 10_000],
             acp: acp::AcpSandboxConfig::builtin().ok(),
+            chinaums: Some(chinaums::UmsSandboxConfig::builtin()),
         }
     }
 }
@@ -77,6 +81,7 @@ pub struct Inner {
     pub seen_out_trade_nos: Vec<String>,
     pub base_url: String,
     pub acp: acp::AcpState,
+    pub chinaums: chinaums::UmsState,
 }
 
 #[derive(Clone)]
@@ -92,6 +97,7 @@ impl Sandbox {
             seen_out_trade_nos: Vec::new(),
             base_url: String::new(),
             acp: acp::AcpState::default(),
+            chinaums: chinaums::UmsState::default(),
         })))
     }
 
@@ -120,6 +126,13 @@ impl Sandbox {
             .route("/", post(acp::file_trans))
             .route("/_sandbox/acp/recon-diff", post(acp::add_recon_diff))
             .route("/_sandbox/acp/txns", get(acp::txns))
+            .route("/v1/token/access", post(chinaums::token))
+            .route("/v2/poslink/transaction/{op}", post(chinaums::poslink))
+            .route("/v4/poslink/transaction/{op}", post(chinaums::poslink))
+            .route("/v6/poslink/transaction/{op}", post(chinaums::poslink))
+            .route("/v1/netpay/bills/{op}", post(chinaums::bills))
+            .route("/_sandbox/chinaums/preauth", post(chinaums::new_preauth))
+            .route("/_sandbox/chinaums/stats", get(chinaums::stats))
             .route("/_sandbox/health", get(|| async { "ok" }))
             .with_state(self.clone())
     }

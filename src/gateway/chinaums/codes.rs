@@ -93,10 +93,10 @@ pub fn detail(v: &Value) -> String {
 
 /// A reply claiming payment must be about this order and this amount.
 fn check_paid(v: &Value, a: &AttemptRef) -> Reply {
-    if let Some(no) = text(v, "merchantOrderId") {
-        if no != a.out_trade_no {
-            return Reply::unknown(format!("reply is for order {no}, not {}", a.out_trade_no));
-        }
+    if let Some(no) = text(v, "merchantOrderId")
+        && no != a.out_trade_no
+    {
+        return Reply::unknown(format!("reply is for order {no}, not {}", a.out_trade_no));
     }
     let amount = fen(v, "amount")
         .or_else(|| fen(v, "originalTransactionAmount"))

@@ -9,6 +9,7 @@
 //! retry or wait: the engine does. The AppKey and tokens never appear in logs, errors or `Debug`.
 
 pub mod bills;
+pub mod cli;
 pub mod codes;
 pub mod http;
 pub mod token;

@@ -65,10 +65,10 @@ impl TokenCache {
         fetch: impl FnOnce() -> Result<(String, u64), E>,
     ) -> Result<String, E> {
         let mut g = self.lock();
-        if let Some(h) = g.as_ref() {
-            if now < h.expires_at_ms - self.margin_ms {
-                return Ok(h.value.clone());
-            }
+        if let Some(h) = g.as_ref()
+            && now < h.expires_at_ms - self.margin_ms
+        {
+            return Ok(h.value.clone());
         }
         *g = None;
         let (value, expires_in_s) = fetch()?;

@@ -1,0 +1,95 @@
+//! `payterm chinaums …`: the bills pre-authorisation family from the command line.
+//!
+//! Loads the configuration, builds the client and runs one call; returns the exit code
+//! (0 done, 1 bad input or configuration, 2 refused by ChinaUMS, 3 outcome unknown), a JSON
+//! value and a sentence for people. It prints nothing itself.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use super::{BillResult, ChinaUms, PreAuthRef, UmsError};
+use crate::core::money::Amount;
+
+/// Which bills call to make.
+#[derive(Clone, Debug)]
+pub enum BillOp {
+    PreAuthCancel,
+    PreAuthComplete { amount: String },
+    PreAuthCompleteCancel,
+    Query,
+}
+
+impl BillOp {
+    fn name(&self) -> &'static str {
+        match self {
+            BillOp::PreAuthCancel => "preauth-cancel",
+            BillOp::PreAuthComplete { .. } => "preauth-complete",
+            BillOp::PreAuthCompleteCancel => "preauth-complete-cancel",
+            BillOp::Query => "bill-query",
+        }
+    }
+}
+
+fn client(config: &Path) -> Result<ChinaUms, String> {
+    let cfg = crate::config::Config::load(config).map_err(|e| e.to_string())?;
+    let c = cfg
+        .file
+        .gateways
+        .chinaums
+        .clone()
+        .ok_or("no [gateways.chinaums] is configured")?;
+    ChinaUms::from_config(&cfg, &c).map_err(|e| e.to_string())
+}
+
+/// Runs one bills call.
+pub fn bill_command(config: &Path, op: BillOp, r: PreAuthRef) -> (u8, Value, String) {
+    let name = op.name();
+    let fail = |code: u8, why: String| {
+        (
+            code,
+            json!({"result": "error", "op": name, "error": why, "exit": code}),
+            format!("{name}: {why}"),
+        )
+    };
+    if let Err(e) = r.check() {
+        return fail(1, e.to_string());
+    }
+    let ums = match client(config) {
+        Ok(c) => c,
+        Err(e) => return fail(1, e),
+    };
+    let res: Result<BillResult, UmsError> = match &op {
+        BillOp::PreAuthCancel => ums.preauth_cancel(&r),
+        BillOp::PreAuthComplete { amount } => match Amount::parse_yuan(amount) {
+            Ok(a) => ums.preauth_complete(&r, a),
+            Err(e) => return fail(1, e.to_string()),
+        },
+        BillOp::PreAuthCompleteCancel => ums.preauth_complete_cancel(&r),
+        BillOp::Query => ums.bill_query(&r),
+    };
+    match res {
+        Ok(b) => (
+            0,
+            json!({"result": "ok", "op": name, "bill": r, "bill_status": b.bill_status, "status": b.status, "total_fen": b.total_fen, "target_order_id": b.target_order_id, "exit": 0}),
+            format!(
+                "{name} {}: billStatus {} ({}), {} fen",
+                r.bill_no,
+                b.bill_status.as_deref().unwrap_or("-"),
+                b.status.as_deref().unwrap_or("-"),
+                b.total_fen
+                    .map(|f| f.to_string())
+                    .unwrap_or_else(|| "-".into())
+            ),
+        ),
+        Err(UmsError::Refused { code, msg }) => fail(2, format!("ChinaUMS refused: {code} {msg}")),
+        Err(e @ UmsError::Build(_)) => fail(1, e.to_string()),
+        Err(e) if e.certainly_not_sent() => fail(3, format!("{e}; nothing was sent, try again")),
+        Err(e) => fail(
+            3,
+            format!(
+                "{e}; the outcome is unknown: run `payterm chinaums bill-query` with the same bill before sending it again"
+            ),
+        ),
+    }
+}
