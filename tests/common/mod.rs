@@ -368,3 +368,17 @@ impl Env {
         self.journal().into_iter().find(|e| pred(&e["attempt"]))
     }
 }
+
+impl Env {
+    /// Rewrites part of the terminal's configuration (the next `payterm` run reads it).
+    pub fn edit_config(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        assert!(text.contains(from), "the configuration has no {from:?}");
+        std::fs::write(&self.config, text.replace(from, to)).unwrap();
+    }
+
+    /// Sets how much faster than real time the sandbox's clock runs.
+    pub fn sandbox_rate(&self, rate: f64) {
+        self.post("/_sandbox/clock", &format!(r#"{{"rate": {rate}}}"#));
+    }
+}
