@@ -1,13 +1,13 @@
 //! UnionPay 全渠道 (ACP) protocol layer: certificates, signing, reply verification, sensitive-field
 //! encryption, typed transaction builders, reply classification and reconciliation files.
 //!
-//! Pure code: it turns typed requests into signed form fields and raw replies into verified,
-//! classified values. `gateway` puts it on the wire as the engine's [`crate::gateway::Gateway`]
-//! (the only part that sends, through the transport) and `cli` holds `payterm acp verify` and
-//! `payterm reconcile`. The rest performs no network I/O, reads files only when asked to load a key or
-//! certificate, never reads the clock (time is always a parameter) and never draws randomness it
-//! was not given (RSA padding and blinding take the caller's RNG). The transport, journal and
-//! state machine live elsewhere.
+//! The protocol files are pure code: they turn typed requests into signed form fields and raw
+//! replies into verified, classified values, perform no network I/O, read files only when asked
+//! to load a key or certificate, never read the clock (time is always a parameter) and never draw
+//! randomness they were not given. `gateway` puts them on the wire as the engine's
+//! [`crate::gateway::Gateway`] (sending only through the transport, recording follow-up
+//! identities before sending them), and `cli` holds `payterm acp verify` and `payterm reconcile`.
+//! The journal and the state machine live elsewhere.
 
 pub mod cert;
 pub mod cli;
