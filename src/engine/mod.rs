@@ -313,6 +313,12 @@ impl Engine {
                 Some(face_code.masked()),
             ),
             Credential::Qr { .. } => (req.wallet.or(Some(Wallet::Wechat)), None, None),
+            // A contract may rightly be debited twice in a row: no duplicate-scan fingerprint.
+            Credential::Contract { contract_id } => (
+                req.wallet.or(Some(Wallet::Unionpay)),
+                None,
+                Some(crate::core::authcode::mask(contract_id)),
+            ),
         };
         let gw_name = match (&req.gateway, wallet) {
             (Some(g), _) => g.clone(),
@@ -337,6 +343,7 @@ impl Engine {
                 Credential::Code(_) => Method::Code,
                 Credential::Face { .. } => Method::Face,
                 Credential::Qr { .. } => Method::Qr,
+                Credential::Contract { .. } => Method::Code,
             };
             let mut m = machine::Attempt::new(&policy, now);
             if method == Method::Qr {

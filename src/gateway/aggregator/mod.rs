@@ -437,6 +437,15 @@ impl Gateway for Aggregator {
                 f
             }
             Credential::Qr { notify_url } => return self.preorder(a, notify_url.as_deref()),
+            Credential::Contract { .. } => {
+                return GatewayReply::new(
+                    Reply::Failed {
+                        code: "unsupported".into(),
+                        reason: "the aggregator takes no contract debits; nothing was sent".into(),
+                    },
+                    "not sent",
+                );
+            }
         };
         f.set("out_trade_no", a.out_trade_no.as_str())
             .set("total_fee", a.amount.fen().to_string());
