@@ -119,7 +119,12 @@ impl Policy {
                 let offset_ms = i64::from(utc_offset_minutes) * 60_000;
                 let local = created_ms + offset_ms;
                 let day_start = local.div_euclid(86_400_000) * 86_400_000;
-                let cutoff = day_start + i64::from(hour.min(24)) * 3_600_000;
+                let mut cutoff = day_start + i64::from(hour.min(24)) * 3_600_000;
+                // An order made after the cut-off belongs to the next clearing day, which
+                // ends at the next day's cut-off.
+                if cutoff <= local {
+                    cutoff += 86_400_000;
+                }
                 Some(cutoff - offset_ms)
             }
         }
@@ -135,12 +140,13 @@ impl Policy {
             p.push("pay_deadline_ms must be positive".to_string());
         }
         if let ReverseWindow::After { ms } = self.reverse_window
-            && ms <= self.reverse_not_before_ms {
-                p.push(format!(
-                    "the reverse window ({ms} ms) closes before reverse_not_before_ms ({}) opens it",
-                    self.reverse_not_before_ms
-                ));
-            }
+            && ms <= self.reverse_not_before_ms
+        {
+            p.push(format!(
+                "the reverse window ({ms} ms) closes before reverse_not_before_ms ({}) opens it",
+                self.reverse_not_before_ms
+            ));
+        }
         if self.reverse_tries_before_saf == 0 {
             p.push("reverse_tries_before_saf must be at least 1".to_string());
         }
@@ -193,9 +199,9 @@ mod tests {
         let until = p.reverse_until(created).unwrap();
         // 2026-11-22 23:00 +08:00 = 15:00 UTC
         assert_eq!(until, created + 13 * 3_600_000);
-        // Created at 23:30 Beijing: the window is already closed.
+        // Created at 23:30 Beijing: it belongs to the next clearing day, which ends 23:00 tomorrow.
         let late = created + 13 * 3_600_000 + 30 * 60_000;
-        assert!(p.reverse_until(late).unwrap() < late);
+        assert_eq!(p.reverse_until(late).unwrap(), until + 86_400_000);
     }
 
     #[test]

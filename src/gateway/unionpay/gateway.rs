@@ -1194,6 +1194,10 @@ impl Gateway for AcpGateway {
         beijing_stamp(created_ms)
     }
 
+    fn endpoint(&self) -> Option<String> {
+        Some(self.cfg.base_url.clone())
+    }
+
     fn pay(&self, a: &AttemptRef, credential: &Credential) -> GatewayReply {
         let qr_no = match credential {
             Credential::Code(c) => c.expose().to_string(),
