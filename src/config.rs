@@ -336,9 +336,10 @@ impl Config {
             });
         let path = self.secret_path(&spec);
         if let Ok(k) = std::fs::read(&path)
-            && k.len() >= 16 {
-                return Ok(k);
-            }
+            && k.len() >= 16
+        {
+            return Ok(k);
+        }
         use rand::RngCore;
         let mut k = vec![0u8; 32];
         rand::thread_rng().fill_bytes(&mut k);
@@ -427,12 +428,13 @@ impl Config {
                 }
                 self.check_secret(&mut v, "gateways.aggregator.key_file", &a.key_file);
                 if let Some(u) = &a.notify_url
-                    && url::Url::parse(u).is_err() {
-                        v.push(Problem::error(
-                            "gateways.aggregator.notify_url",
-                            "is not a URL",
-                        ));
-                    }
+                    && url::Url::parse(u).is_err()
+                {
+                    v.push(Problem::error(
+                        "gateways.aggregator.notify_url",
+                        "is not a URL",
+                    ));
+                }
             }
         }
         if let Some(a) = &f.gateways.acp {
@@ -467,15 +469,16 @@ impl Config {
             }
         }
         if let Some(b) = &f.board
-            && !self.resolve(b).exists() {
-                v.push(Problem::error(
-                    "board",
-                    format!(
-                        "the board profile {} does not exist",
-                        self.resolve(b).display()
-                    ),
-                ));
-            }
+            && !self.resolve(b).exists()
+        {
+            v.push(Problem::error(
+                "board",
+                format!(
+                    "the board profile {} does not exist",
+                    self.resolve(b).display()
+                ),
+            ));
+        }
         v.sort_by_key(|p| p.severity != Severity::Error);
         v
     }

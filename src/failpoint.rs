@@ -7,14 +7,35 @@
 
 /// The crash points and where they sit, for documentation and the tests.
 pub const POINTS: &[(&str, &str)] = &[
-    ("C0", "before the attempt row commits (nothing durable, nothing sent)"),
-    ("C1", "after the PAY_INTENT commit, before the pay request is sent"),
-    ("C2", "after the pay request was sent, before its reply is read"),
-    ("C3", "after a reply was read and understood, before it is committed"),
+    (
+        "C0",
+        "before the attempt row commits (nothing durable, nothing sent)",
+    ),
+    (
+        "C1",
+        "after the PAY_INTENT commit, before the pay request is sent",
+    ),
+    (
+        "C2",
+        "after the pay request was sent, before its reply is read",
+    ),
+    (
+        "C3",
+        "after a reply was read and understood, before it is committed",
+    ),
     ("C4", "in QUERYING, after a commit, before the next query"),
-    ("C5", "after the REVERSE_INTENT commit, before the cancel/reverse is sent"),
-    ("C6", "after the cancel/reverse reply, before it is committed"),
-    ("C7", "inside a journal transaction, before COMMIT (a torn write)"),
+    (
+        "C5",
+        "after the REVERSE_INTENT commit, before the cancel/reverse is sent",
+    ),
+    (
+        "C6",
+        "after the cancel/reverse reply, before it is committed",
+    ),
+    (
+        "C7",
+        "inside a journal transaction, before COMMIT (a torn write)",
+    ),
 ];
 
 #[cfg(feature = "failpoints")]

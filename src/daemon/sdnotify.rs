@@ -29,9 +29,10 @@ pub fn notify(state: &str) {
 pub fn watchdog_interval() -> Option<std::time::Duration> {
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
     if let Ok(pid) = std::env::var("WATCHDOG_PID")
-        && pid.parse::<u32>().ok()? != std::process::id() {
-            return None;
-        }
+        && pid.parse::<u32>().ok()? != std::process::id()
+    {
+        return None;
+    }
     Some(std::time::Duration::from_micros(usec))
 }
 

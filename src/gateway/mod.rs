@@ -90,7 +90,9 @@ pub enum Credential {
         notify_url: Option<String>,
     },
     /// A 云闪付 无感支付 contract customer: the merchant debits the signed contract (no code).
-    Contract { contract_id: String },
+    Contract {
+        contract_id: String,
+    },
 }
 
 /// Optional order details the gateways carry through (goods, attach, operator, store, device).

@@ -111,7 +111,11 @@ mod tests {
                 }
                 let mut q = p.clone();
                 q[i].1.push('x');
-                assert!(!verify(q.iter().map(|(k, v)| (k.as_str(), v.as_str())), key, good));
+                assert!(!verify(
+                    q.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                    key,
+                    good
+                ));
             }
             let it = p.iter().map(|(k, v)| (k.as_str(), v.as_str()));
             assert!(!verify(it, "other-key", good));
