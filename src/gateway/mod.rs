@@ -9,6 +9,7 @@ pub mod aggregator;
 pub mod chinaums;
 pub mod transport;
 pub mod unionpay;
+pub mod upapi;
 
 use std::fmt;
 
