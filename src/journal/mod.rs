@@ -7,6 +7,7 @@
 //! decide anything — the state machine does — but it refuses, with typed errors, what storage
 //! must make impossible (two paid attempts on one order, two open ones, refunds above the payment).
 
+pub mod offline;
 pub mod schema;
 
 use std::path::{Path, PathBuf};

@@ -92,4 +92,46 @@ CREATE TABLE notifications(
     outcome      TEXT NOT NULL
 );
 "#,
+    // 2: 无感支付 contract customers, their cancel notices, and offline deductions.
+    r#"
+CREATE TABLE contracts(
+    contract_id   TEXT PRIMARY KEY,
+    open_id       TEXT NOT NULL,
+    plan_id       TEXT NOT NULL,
+    contract_code TEXT NOT NULL,
+    status        TEXT NOT NULL CHECK (status IN ('SIGNED','RELIEVED')),
+    arrears       INTEGER NOT NULL DEFAULT 0 CHECK (arrears >= 0),
+    checked_ms    INTEGER NOT NULL,
+    signed_ms     INTEGER NOT NULL,
+    relieved_ms   INTEGER,
+    masked_mobile TEXT,
+    updated_ms    INTEGER NOT NULL
+);
+CREATE INDEX contracts_by_open_id ON contracts(open_id);
+CREATE TABLE contract_notices(
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    digest       TEXT NOT NULL UNIQUE,
+    contract_id  TEXT NOT NULL,
+    trid         TEXT NOT NULL,
+    received_ms  INTEGER NOT NULL
+);
+CREATE TABLE offline_deductions(
+    deduction_id  TEXT PRIMARY KEY,
+    contract_id   TEXT NOT NULL REFERENCES contracts(contract_id),
+    amount_fen    INTEGER NOT NULL CHECK (amount_fen > 0),
+    created_ms    INTEGER NOT NULL,
+    state         TEXT NOT NULL CHECK (state IN ('STORED','SUBMITTED','SETTLED','MANUAL_REVIEW')),
+    tries         INTEGER NOT NULL DEFAULT 0,
+    out_trade_no  TEXT,
+    note          TEXT NOT NULL DEFAULT '',
+    updated_ms    INTEGER NOT NULL,
+    final_ms      INTEGER
+);
+CREATE INDEX offline_by_state ON offline_deductions(state, created_ms);
+CREATE TRIGGER offline_never_deleted BEFORE DELETE ON offline_deductions
+    BEGIN SELECT RAISE(ABORT, 'an offline deduction is never deleted'); END;
+CREATE TRIGGER offline_final_stays BEFORE UPDATE OF state ON offline_deductions
+    WHEN OLD.state IN ('SETTLED','MANUAL_REVIEW')
+    BEGIN SELECT RAISE(ABORT, 'a settled or reviewed deduction does not change'); END;
+"#,
 ];
