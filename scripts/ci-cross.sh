@@ -8,6 +8,7 @@
 #   bash scripts/ci-cross.sh --no-release        # tests only
 #   bash scripts/ci-cross.sh --deb               # also package the .deb for the target
 #   bash scripts/ci-cross.sh -- FILTER --skip X  # arguments after -- go to the test harness
+#                                                (instead of the default qemu skips below)
 #
 # Needs scripts/setup-cross.sh (run once, as root; add --armv7 for armv7). Builds go to
 # target-cross/ (CARGO_TARGET_DIR, overridable) so they never contend with the native target/
@@ -65,8 +66,17 @@ step() { # step NAME CMD... : run and record the wall time
 if [ "$do_test" = 1 ]; then
   # Build first, run second, so the two costs are reported apart.
   step "lib tests: build" cargo test --locked --lib --target "$target" --no-run
-  # The runner (.cargo/config.toml) is plain $qemu. Timing-sensitive tests get a generous clock
-  # through qemu's slowness only if they were written with margins; see docs/deploy.md.
+  # Each test binary runs through cargo's runner, plain $qemu (.cargo/config.toml).
+  # qemu-user 7.2 does not implement the termios2 ioctls (TCGETS2/TCSETS2) that serialport uses
+  # to set a baud rate, so every test that opens a serial port on a pty fails with "Function not
+  # implemented" (one hangs) under qemu, while passing natively and on boards. The hotplug test
+  # (FIFOs watched through inotify) times out under qemu too; not investigated further. They are
+  # skipped here; the native test run covers them. Everything else (state machine, journal,
+  # signatures, gateways, sandbox, UI, evdev decoding) runs on the target architecture.
+  if [ ${#harness[@]} -eq 0 ]; then
+    harness=(--skip device::serial:: --skip device::face:: --skip device::scantest::
+             --skip device::hotplug::tests::hotplug_two_scanners)
+  fi
   step "lib tests: run under qemu" cargo test --locked --lib --target "$target" -- "${harness[@]}"
 fi
 

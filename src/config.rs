@@ -128,6 +128,9 @@ pub struct Gateways {
     /// ChinaUMS POS-link: select it with `--gateway chinaums` or a route.
     #[serde(default)]
     pub chinaums: Option<crate::gateway::chinaums::ChinaUmsConfig>,
+    /// 云闪付 无感支付: contract customers (`payterm contract …`), debited as gateway `upapi`.
+    #[serde(default)]
+    pub upapi: Option<crate::gateway::upapi::UpapiConfig>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -398,7 +401,8 @@ impl Config {
             let known = gw == "none"
                 || (gw == "aggregator" && f.gateways.aggregator.is_some())
                 || (gw == "acp" && f.gateways.acp.is_some())
-                || (gw == "chinaums" && f.gateways.chinaums.is_some());
+                || (gw == "chinaums" && f.gateways.chinaums.is_some())
+                || (gw == "upapi" && f.gateways.upapi.is_some());
             if !known {
                 v.push(Problem::error(
                     format!("routes.{wallet}"),
@@ -456,6 +460,19 @@ impl Config {
                 v.push(Problem::error(field, why));
             }
             self.check_secret(&mut v, "gateways.chinaums.app_key_file", &c.app_key_file);
+        }
+        if let Some(u) = &f.gateways.upapi {
+            for (field, why) in u.problems(t.sandbox) {
+                v.push(Problem::error(field, why));
+            }
+            self.check_secret(&mut v, "gateways.upapi.secret_file", &u.secret_file);
+            self.check_secret(&mut v, "gateways.upapi.symmetric_key_file", &u.symmetric_key_file);
+            self.check_secret(&mut v, "gateways.upapi.acp.sign_pfx", &u.acp.sign_pfx);
+            self.check_secret(
+                &mut v,
+                "gateways.upapi.acp.sign_password_file",
+                &u.acp.sign_password_file,
+            );
         }
         let ecr = &f.ecr.listen;
         if !ecr.starts_with("unix:") {

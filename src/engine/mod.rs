@@ -6,6 +6,7 @@
 //! clock, duplicate scans, fencing), refunds, notifications and recovery. It never decides an
 //! outcome itself and never holds a payment code beyond the pay request that needs it.
 
+pub mod offline;
 pub mod recovery;
 
 use std::collections::BTreeMap;
@@ -107,6 +108,11 @@ impl Gateways {
         if let Some(c) = &cfg.file.gateways.chinaums {
             let ums = crate::gateway::chinaums::ChinaUms::from_config(cfg, c)?;
             g.insert("chinaums", Arc::new(ums));
+        }
+        if let Some(u) = &cfg.file.gateways.upapi {
+            let contracts = crate::gateway::upapi::ContractGateway::from_config(cfg, u)
+                .map_err(|e| crate::config::ConfigError::Invalid(format!("gateways.upapi: {e}")))?;
+            g.insert("upapi", Arc::new(contracts));
         }
         Ok(g)
     }

@@ -97,6 +97,21 @@ impl Engine {
                 }
             }
         }
+        // Contract debits accepted offline: submitted through the engine, each to SETTLED or
+        // MANUAL_REVIEW (engine::offline).
+        match self.submit_offline(super::offline::DEFAULT_MAX_TRIES, observe) {
+            Ok(ds) => {
+                for d in ds.iter().filter(|d| !d.state.is_final()) {
+                    report.errors.push(format!(
+                        "offline deduction {} is still {}: {}",
+                        d.deduction_id,
+                        d.state.as_str(),
+                        d.note
+                    ));
+                }
+            }
+            Err(e) => report.errors.push(format!("offline deductions: {e}")),
+        }
         Ok(report)
     }
 }
