@@ -76,11 +76,11 @@ unset PAYTERM_JOURNAL PAYTERM_FAILPOINT
 "$BIN" pay --amount 1.00 --code 134567890100000000 >/dev/null
 pay_loop() { # $1 = first code number
     for i in $(seq "$1" $(( $1 + N - 1 ))); do
-        "$BIN" pay --amount 12.00 --code "1345678901$(printf %08d "$i")" >/dev/null
+        "$BIN" pay --amount 12.00 --code "1345678901$(printf %08d "$i")" >/dev/null 2>&1
     done
 }
 base_loop() {
-    for _ in $(seq "$N"); do "$BIN" journal list --open >/dev/null; done
+    for _ in $(seq "$N"); do "$BIN" journal list --open >/dev/null 2>&1; done
 }
 export -f pay_loop base_loop
 export BIN N
@@ -92,11 +92,16 @@ cpu() { # runs "$@" under GNU time; prints "user+sys seconds" of all children
 pay_cpu="$(cpu bash -c 'pay_loop 1')"
 base_cpu="$(cpu bash -c 'base_loop')"
 
-strace -f -c -e trace=fsync,fdatasync -o "$WORK/pay.strace" bash -c "pay_loop $((N + 1))" 2>/dev/null
-strace -f -c -e trace=fsync,fdatasync -o "$WORK/base.strace" bash -c 'base_loop' 2>/dev/null
-syncs() { awk '$NF ~ /^(fsync|fdatasync)$/ { n += $4 } END { print n + 0 }' "$1"; }
+# -y names the file of each fsync: the WAL (a commit), the database (a checkpoint), or the
+# directory (SQLite syncs it on a process's first WAL write: once per process, once per daemon).
+strace -f -y -e trace=fsync,fdatasync -o "$WORK/pay.strace" bash -c "pay_loop $((N + 1))" 2>/dev/null
+strace -f -y -e trace=fsync,fdatasync -o "$WORK/base.strace" bash -c 'base_loop' 2>/dev/null
+syncs() { grep -cE '(fsync|fdatasync)\(' "$1" || true; }
 pay_syncs="$(syncs "$WORK/pay.strace")"
 base_syncs="$(syncs "$WORK/base.strace")"
+wal_syncs="$(grep -cE 'sync\([0-9]+<[^>]*-wal>' "$WORK/pay.strace" || true)"
+db_syncs="$(grep -cE 'sync\([0-9]+<[^>]*\.db>' "$WORK/pay.strace" || true)"
+dir_syncs=$(( pay_syncs - wal_syncs - db_syncs ))
 
 /usr/bin/time -v -o "$WORK/mem" "$BIN" pay --amount 12.00 --code 134567890199999999 >/dev/null
 peak_kb="$(awk -F: '/Maximum resident set size/ { gsub(/ /, "", $2); print $2 }' "$WORK/mem")"
@@ -105,12 +110,16 @@ rows="$("$BIN" --json journal export | wc -l)"
 events="$(sqlite3 "$WORK/journal.db" 'SELECT COUNT(*) FROM events' 2>/dev/null || echo '')"
 
 awk -v n="$N" -v pc="$pay_cpu" -v bc="$base_cpu" -v ps="$pay_syncs" -v bs="$base_syncs" \
+    -v ws="$wal_syncs" -v ds="$db_syncs" -v rs="$dir_syncs" \
     -v kb="$peak_kb" -v rows="$rows" -v ev="$events" -v bin="$BIN" 'BEGIN {
     printf "payterm payments against the sandbox on loopback (%s), N = %d\n", bin, n
     printf "  CPU per pay process          %8.3f ms (user+sys, process start included)\n", pc * 1000 / n
     printf "  CPU per baseline process     %8.3f ms (start, config, journal open: journal list --open)\n", bc * 1000 / n
     printf "  CPU of the payment itself    %8.3f ms (difference)\n", (pc - bc) * 1000 / n
-    printf "  fsync+fdatasync per payment  %8.2f (pay runs)  %6.2f (baseline runs)  %6.2f (difference)\n", ps / n, bs / n, (ps - bs) / n
+    printf "  fsync+fdatasync per payment  %8.2f (pay runs)  %6.2f (baseline runs)\n", ps / n, bs / n
+    printf "    of which WAL (commits)     %8.2f\n", ws / n
+    printf "    database (checkpoints)     %8.2f\n", ds / n
+    printf "    directory (process start)  %8.2f\n", rs / n
     if (ev != "") printf "  journal commits per payment  %8.2f (history rows per attempt)\n", ev / rows
     printf "  peak RSS of a pay process    %8.1f MiB\n", kb / 1024
 }'

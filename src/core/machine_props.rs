@@ -927,23 +927,26 @@ fn a_late_payment_after_the_deadline_is_refunded_not_kept() {
 }
 
 #[test]
-fn acp_after_the_cutoff_waits_for_a_late_pay_request_before_failing() {
-    // Found by the property above: an ACP attempt made after 23:00 has no cancel window, so a
-    // "no such order" right after a lost pay reply must not close it while the request may still
-    // arrive; the machine asks again at the pay deadline and then sees the payment.
+fn acp_near_the_cutoff_waits_for_a_late_pay_request_before_failing() {
+    // Found by the property above: an ACP attempt made just before 23:00 loses its cancel window
+    // within a second, so a "no such order" right after a lost pay reply must not close it while
+    // the request may still arrive; the machine asks again at the pay deadline and then sees the
+    // payment (and refunds it, the window being closed).
     let p = Policy::acp();
     let cutoff = T0 + 13 * 3_600_000;
-    let mut w = Model::new(p.clone(), cutoff + 1, Customer::PaysAtOnce);
+    let created = cutoff - 500;
+    let mut w = Model::new(p.clone(), created, Customer::PaysAtOnce);
     assert_eq!(w.step(0, Net::Delay, true), Ok(true)); // pay held in the network
     while w.attempts[0].persisted.state != AttemptState::ReverseIntent {
         w.step(0, Net::Ok, true).unwrap();
     }
+    assert!(w.now > cutoff, "the window has closed");
     // The window is closed, the order is not there yet: no FAILED.
     w.step(0, Net::Ok, true).unwrap();
     assert_eq!(w.attempts[0].persisted.state, AttemptState::ReverseIntent);
     assert_eq!(
         w.attempts[0].persisted.next_at_ms,
-        Some(cutoff + 1 + p.pay_deadline_ms as i64)
+        Some(created + p.pay_deadline_ms as i64)
     );
     w.deliver_delayed(true);
     while !w.settled() {

@@ -334,9 +334,15 @@ impl Env {
         c
     }
 
-    /// Recovers until nothing is open (at most `rounds` passes); returns whether it settled.
+    /// Recovers until nothing is open (at most `rounds` passes, 400 ms apart as the daemon's
+    /// store-and-forward timer would space them); returns whether it settled.
     pub fn recover_until_settled(&self, rounds: usize) -> bool {
-        (0..rounds).any(|_| self.recover() == 0)
+        (0..rounds).any(|k| {
+            if k > 0 {
+                std::thread::sleep(Duration::from_millis(400));
+            }
+            self.recover() == 0
+        })
     }
 
     /// Sets the sandbox's injected faults (a JSON object of `sandbox::Faults`).
