@@ -221,6 +221,57 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ChinaumsCmd,
     },
+    /// 云闪付 无感支付 contract customers: sign, query, cancel, charge (offline within limits
+    /// when the uplink is down), refund, the cancel notification, offline deductions.
+    Contract {
+        #[command(subcommand)]
+        cmd: ContractCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ContractCmd {
+    /// Signs a contract with the authorization code the customer's 云闪付 app produced.
+    Sign {
+        #[arg(long)]
+        auth_code: String,
+        /// Our agreement number (letters and digits, at most 32).
+        #[arg(long)]
+        contract_code: String,
+    },
+    /// Confirms the contract and the customer's arrears online (what offline acceptance trusts).
+    Query { contract_id: String },
+    /// Cancels (解约) the contract.
+    Cancel { contract_id: String },
+    /// Charges the contract customer (online; offline within the limits if the uplink is down).
+    Charge {
+        contract_id: String,
+        #[arg(long)]
+        amount: String,
+        #[arg(long)]
+        order: Option<String>,
+    },
+    /// Refunds part or all of a paid contract charge.
+    Refund {
+        order: String,
+        #[arg(long)]
+        amount: String,
+        #[arg(long)]
+        refund_id: Option<String>,
+    },
+    /// Handles a cancel notification (the query string of 云闪付's GET); prints the answer.
+    Notify {
+        #[arg(long)]
+        query: String,
+    },
+    /// Lists offline deductions.
+    Deductions {
+        /// Only those not yet settled.
+        #[arg(long)]
+        open: bool,
+    },
+    /// 加密公钥更新查询: fetches UnionPay's current encryption certificate (ACP 95).
+    UpdateKey,
 }
 
 #[derive(clap::Args, Clone)]
@@ -673,6 +724,7 @@ fn run(cli: Cli) -> Result<u8, Fail> {
             print!("{text}");
             Ok(code)
         }
+        Cmd::Contract { cmd } => contract_cmd(&cli, &out, cmd),
         Cmd::Chinaums { cmd } => {
             use payterm::gateway::chinaums::cli::{BillOp, bill_command};
             let (op, bill) = match cmd {
@@ -739,6 +791,174 @@ fn pay(cli: &Cli, cfg: &Config, out: &Out, req: PayRequest) -> Result<u8, Fail> 
 }
 
 /// Prints where an attempt ended and returns the exit code for it.
+fn contract_err(e: payterm::engine::offline::ContractError) -> Fail {
+    use payterm::engine::offline::ContractError as C;
+    let code = match &e {
+        C::Refused(_) => 2,
+        C::Upapi(u) if u.is_unreachable() => 3,
+        C::Upapi(payterm::gateway::upapi::UpapiError::Refused { .. }) => 2,
+        C::Engine(en) => return engine_err_ref(en, e.to_string()),
+        _ => 1,
+    };
+    Fail(code, anyhow!("{e}"))
+}
+
+fn engine_err_ref(e: &EngineError, text: String) -> Fail {
+    let code = match e {
+        EngineError::Journal(payterm::journal::JournalError::NotFound(_)) => 1,
+        e if e.is_bad_input() => 1,
+        _ => 2,
+    };
+    Fail(code, anyhow!("{text}"))
+}
+
+fn contract_cmd(cli: &Cli, out: &Out, cmd: &ContractCmd) -> Result<u8, Fail> {
+    use payterm::engine::offline;
+    let cfg = load(cli)?;
+    let u = cfg
+        .file
+        .gateways
+        .upapi
+        .clone()
+        .ok_or_else(|| Fail(1, anyhow!("no [gateways.upapi] is configured")))?;
+    let mut e = engine(cli, &cfg)?;
+    let upapi = || {
+        payterm::gateway::upapi::Upapi::from_config(&cfg, &u).map_err(|err| Fail(1, err.into()))
+    };
+    let show = |c: &payterm::journal::offline::ContractRow| {
+        out.line(
+            format!(
+                "contract {} of {} ({}): {}, {} unpaid order(s), checked {}",
+                c.contract_id,
+                c.open_id,
+                c.masked_mobile.as_deref().unwrap_or("-"),
+                c.status,
+                c.arrears,
+                util::beijing_human(c.checked_ms)
+            ),
+            json!({"result": c.status, "contract": c, "exit": 0}),
+        )
+    };
+    match cmd {
+        ContractCmd::Sign {
+            auth_code,
+            contract_code,
+        } => {
+            let c = offline::sign_contract(&mut e, &upapi()?, auth_code, contract_code)
+                .map_err(contract_err)?;
+            show(&c);
+            Ok(0)
+        }
+        ContractCmd::Query { contract_id } => {
+            let c =
+                offline::check_contract(&mut e, &upapi()?, contract_id).map_err(contract_err)?;
+            show(&c);
+            Ok(if c.is_signed() && c.arrears == 0 { 0 } else { 2 })
+        }
+        ContractCmd::Cancel { contract_id } => {
+            let c =
+                offline::cancel_contract(&mut e, &upapi()?, contract_id).map_err(contract_err)?;
+            show(&c);
+            Ok(0)
+        }
+        ContractCmd::Charge {
+            contract_id,
+            amount,
+            order,
+        } => {
+            let amount = Amount::parse_with_limit(amount, cfg.max_amount())
+                .map_err(|err| Fail(1, err.into()))?;
+            let mut obs = |r: &AttemptRow, n: &str| out.progress(r, n);
+            let c = offline::charge(&mut e, &upapi()?, contract_id, amount, order.clone(), &mut obs)
+                .map_err(contract_err)?;
+            match c {
+                offline::Charge::Online { attempt } => Ok(finish(out, &attempt)),
+                offline::Charge::Offline { deduction: d } => {
+                    out.line(
+                        format!(
+                            "ACCEPTED OFFLINE: {} yuan for contract {} stored as {}; it is charged when the network returns",
+                            d.amount, d.contract_id, d.deduction_id
+                        ),
+                        json!({"result": "OFFLINE_ACCEPTED", "deduction": d, "exit": 0}),
+                    );
+                    Ok(0)
+                }
+            }
+        }
+        ContractCmd::Refund {
+            order,
+            amount,
+            refund_id,
+        } => {
+            let amount = Amount::parse_yuan(amount).map_err(|err| Fail(1, err.into()))?;
+            let r = e
+                .refund(order, amount, refund_id.clone())
+                .map_err(|err| match err {
+                    EngineError::Journal(payterm::journal::JournalError::RefundTooLarge {
+                        ..
+                    }) => Fail(1, err.into()),
+                    other => engine_err(other),
+                })?;
+            Ok(print_refund(out, &r))
+        }
+        ContractCmd::Notify { query } => {
+            let (answer, r) = offline::relieve_notice(&mut e, &upapi()?, query);
+            let code = match &r {
+                Ok((n, fresh)) => {
+                    out.line(
+                        format!(
+                            "contract {} cancelled by the customer ({}); answer {answer}",
+                            n.contract_id,
+                            if *fresh { "recorded" } else { "already recorded" }
+                        ),
+                        json!({"result": "ok", "contract_id": n.contract_id, "fresh": fresh, "answer": answer, "exit": 0}),
+                    );
+                    0
+                }
+                Err(err) => {
+                    out.line(
+                        format!("notification refused: {err}; answer {answer}"),
+                        json!({"result": "refused", "error": err.to_string(), "answer": answer, "exit": 1}),
+                    );
+                    1
+                }
+            };
+            Ok(code)
+        }
+        ContractCmd::Deductions { open } => {
+            let ds = e.journal().deductions(*open)?;
+            for d in &ds {
+                out.line(
+                    format!(
+                        "{} {:<13} {:>10} contract {} tries {} {} {}",
+                        util::beijing_human(d.created_ms),
+                        d.state.as_str(),
+                        d.amount.to_string(),
+                        d.contract_id,
+                        d.tries,
+                        d.out_trade_no.as_deref().unwrap_or("-"),
+                        d.note
+                    ),
+                    json!({"deduction": d}),
+                );
+            }
+            let open_n = ds.iter().filter(|d| !d.state.is_final()).count();
+            out.line(
+                format!("{} deductions, {open_n} not settled", ds.len()),
+                json!({"result": "listed", "count": ds.len(), "open": open_n, "exit": 0}),
+            );
+            Ok(0)
+        }
+        ContractCmd::UpdateKey => {
+            let g = payterm::gateway::upapi::ContractGateway::from_config(&cfg, &u)
+                .map_err(|err| Fail(1, err.into()))?;
+            let r = g.update_encryption_cert().map_err(|err| Fail(3, err.into()))?;
+            out.line(format!("{r:?}"), json!({"result": "ok", "update": format!("{r:?}"), "exit": 0}));
+            Ok(0)
+        }
+    }
+}
+
 fn finish(out: &Out, row: &AttemptRow) -> u8 {
     let who = row.wallet.map(|w| w.display_name()).unwrap_or("the wallet");
     let (code, human) = match (row.machine.state, row.machine.reverse_action) {
@@ -973,6 +1193,14 @@ fn sandbox(cli: &Cli, out: &Out, listen: std::net::SocketAddr, hang_ms: u64) -> 
             u.bills_tid = b.tid.clone();
         }
         sc.chinaums = Some(u);
+    }
+    if let Some(c) = &cfg.file.gateways.upapi {
+        let mut u = payterm::sandbox::upapi::UpapiSandboxConfig::builtin();
+        u.app_id = c.app_id.clone();
+        u.secret = cfg.read_secret("云闪付 secret", &c.secret_file)?;
+        u.symmetric_key_hex = cfg.read_secret("云闪付 symmetricKey", &c.symmetric_key_file)?;
+        u.plan_id = c.plan_id.clone();
+        sc.upapi = Some(u);
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

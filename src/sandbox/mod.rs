@@ -12,6 +12,7 @@ pub mod aggregator;
 pub mod chinaums;
 pub mod clock;
 pub mod ledger;
+pub mod upapi;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -42,6 +43,8 @@ pub struct SandboxConfig {
     pub acp: Option<acp::AcpSandboxConfig>,
     /// The ChinaUMS side (built-in test credentials); `None` switches it off.
     pub chinaums: Option<chinaums::UmsSandboxConfig>,
+    /// The 云闪付 open platform and contract debits (built-in test credentials).
+    pub upapi: Option<upapi::UpapiSandboxConfig>,
 }
 
 impl SandboxConfig {
@@ -54,6 +57,7 @@ impl SandboxConfig {
             notify_schedule_ms: vec![0, 1_000, 2_000, 5_000, 10_000],
             acp: acp::AcpSandboxConfig::builtin().ok(),
             chinaums: Some(chinaums::UmsSandboxConfig::builtin()),
+            upapi: Some(upapi::UpapiSandboxConfig::builtin()),
         }
     }
 }
@@ -82,6 +86,7 @@ pub struct Inner {
     pub base_url: String,
     pub acp: acp::AcpState,
     pub chinaums: chinaums::UmsState,
+    pub upapi: upapi::UpapiState,
 }
 
 #[derive(Clone)]
@@ -98,6 +103,7 @@ impl Sandbox {
             base_url: String::new(),
             acp: acp::AcpState::default(),
             chinaums: chinaums::UmsState::default(),
+            upapi: upapi::UpapiState::default(),
         })))
     }
 
@@ -133,6 +139,12 @@ impl Sandbox {
             .route("/v1/netpay/bills/{op}", post(chinaums::bills))
             .route("/_sandbox/chinaums/preauth", post(chinaums::new_preauth))
             .route("/_sandbox/chinaums/stats", get(chinaums::stats))
+            .route("/open/access/1.0/{method}", post(upapi::open_api))
+            .route("/upapi-acp/gateway/api/backTransReq.do", post(upapi::debit))
+            .route("/_sandbox/upapi/authorize", post(upapi::authorize))
+            .route("/_sandbox/upapi/arrears", post(upapi::set_arrears))
+            .route("/_sandbox/upapi/user-relieve", post(upapi::user_relieve))
+            .route("/_sandbox/upapi/stats", get(upapi::stats))
             .route("/_sandbox/health", get(|| async { "ok" }))
             .with_state(self.clone())
     }
