@@ -466,7 +466,11 @@ impl Config {
                 v.push(Problem::error(field, why));
             }
             self.check_secret(&mut v, "gateways.upapi.secret_file", &u.secret_file);
-            self.check_secret(&mut v, "gateways.upapi.symmetric_key_file", &u.symmetric_key_file);
+            self.check_secret(
+                &mut v,
+                "gateways.upapi.symmetric_key_file",
+                &u.symmetric_key_file,
+            );
             self.check_secret(&mut v, "gateways.upapi.acp.sign_pfx", &u.acp.sign_pfx);
             self.check_secret(
                 &mut v,

@@ -822,9 +822,8 @@ fn contract_cmd(cli: &Cli, out: &Out, cmd: &ContractCmd) -> Result<u8, Fail> {
         .clone()
         .ok_or_else(|| Fail(1, anyhow!("no [gateways.upapi] is configured")))?;
     let mut e = engine(cli, &cfg)?;
-    let upapi = || {
-        payterm::gateway::upapi::Upapi::from_config(&cfg, &u).map_err(|err| Fail(1, err.into()))
-    };
+    let upapi =
+        || payterm::gateway::upapi::Upapi::from_config(&cfg, &u).map_err(|err| Fail(1, err.into()));
     let show = |c: &payterm::journal::offline::ContractRow| {
         out.line(
             format!(
@@ -853,7 +852,11 @@ fn contract_cmd(cli: &Cli, out: &Out, cmd: &ContractCmd) -> Result<u8, Fail> {
             let c =
                 offline::check_contract(&mut e, &upapi()?, contract_id).map_err(contract_err)?;
             show(&c);
-            Ok(if c.is_signed() && c.arrears == 0 { 0 } else { 2 })
+            Ok(if c.is_signed() && c.arrears == 0 {
+                0
+            } else {
+                2
+            })
         }
         ContractCmd::Cancel { contract_id } => {
             let c =
@@ -869,8 +872,15 @@ fn contract_cmd(cli: &Cli, out: &Out, cmd: &ContractCmd) -> Result<u8, Fail> {
             let amount = Amount::parse_with_limit(amount, cfg.max_amount())
                 .map_err(|err| Fail(1, err.into()))?;
             let mut obs = |r: &AttemptRow, n: &str| out.progress(r, n);
-            let c = offline::charge(&mut e, &upapi()?, contract_id, amount, order.clone(), &mut obs)
-                .map_err(contract_err)?;
+            let c = offline::charge(
+                &mut e,
+                &upapi()?,
+                contract_id,
+                amount,
+                order.clone(),
+                &mut obs,
+            )
+            .map_err(contract_err)?;
             match c {
                 offline::Charge::Online { attempt } => Ok(finish(out, &attempt)),
                 offline::Charge::Offline { deduction: d } => {
@@ -952,8 +962,13 @@ fn contract_cmd(cli: &Cli, out: &Out, cmd: &ContractCmd) -> Result<u8, Fail> {
         ContractCmd::UpdateKey => {
             let g = payterm::gateway::upapi::ContractGateway::from_config(&cfg, &u)
                 .map_err(|err| Fail(1, err.into()))?;
-            let r = g.update_encryption_cert().map_err(|err| Fail(3, err.into()))?;
-            out.line(format!("{r:?}"), json!({"result": "ok", "update": format!("{r:?}"), "exit": 0}));
+            let r = g
+                .update_encryption_cert()
+                .map_err(|err| Fail(3, err.into()))?;
+            out.line(
+                format!("{r:?}"),
+                json!({"result": "ok", "update": format!("{r:?}"), "exit": 0}),
+            );
             Ok(0)
         }
     }
