@@ -156,10 +156,10 @@ impl UpapiConfig {
         if self.plan_id.trim().is_empty() {
             err("plan_id", "must not be empty".into());
         }
-        if let Some(u) = &self.consume_url {
-            if url::Url::parse(u).is_err() {
-                err("consume_url", format!("{u:?} is not a URL"));
-            }
+        if let Some(u) = &self.consume_url
+            && url::Url::parse(u).is_err()
+        {
+            err("consume_url", format!("{u:?} is not a URL"));
         }
         let o = &self.offline;
         for (f, v) in [
