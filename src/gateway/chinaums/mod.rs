@@ -468,6 +468,10 @@ impl Gateway for ChinaUms {
         util::beijing_stamp(created_ms)
     }
 
+    fn endpoint(&self) -> Option<String> {
+        Some(self.cfg.base_url.clone())
+    }
+
     fn pay(&self, a: &AttemptRef, credential: &Credential) -> GatewayReply {
         let Credential::Code(code) = credential else {
             return GatewayReply::new(
