@@ -1183,6 +1183,7 @@ mod tests {
     fn replies_verify_under_the_production_owner_rule_and_a_corrupt_one_does_not() {
         let cfg = AcpSandboxConfig::builtin().unwrap();
         let f = vec![
+            kv("version", "5.1.0"),
             kv("respCode", "00"),
             kv("respMsg", "成功[0000000]"),
             kv("orderId", "ABCDEFGH1"),
