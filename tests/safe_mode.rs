@@ -16,6 +16,12 @@ fn a_damaged_journal_refuses_sales_and_is_preserved() {
 
     let seen_before = env.ledger()["orders"].as_array().unwrap().len();
     let db = env.dir.path().join("journal.db");
+    // Move everything from the WAL into the main file, so scribbling on it damages real pages.
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
+    }
     let mut bytes = std::fs::read(&db).unwrap();
     assert!(bytes.len() > 6 * 4096, "the journal has several pages");
     // Scribble over the b-tree header of a few pages in the middle of the file.
