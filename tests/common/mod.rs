@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod upapi;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_payterm");
 
 /// The sandbox clock runs this much faster than real time, so its 15 s / 5 min cancel window
