@@ -40,6 +40,40 @@ impl RecoveryReport {
     }
 }
 
+/// What a recovery pass does with the offline contract deductions (engine::offline).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OfflineDrain {
+    /// Attempts per deduction before it is handed to a person.
+    pub max_tries: u32,
+    /// False while the caller knows the 云闪付 platform cannot be reached: stored deductions
+    /// then wait for the next pass instead of becoming uncertain attempts.
+    pub submit: bool,
+}
+
+impl Default for OfflineDrain {
+    fn default() -> Self {
+        OfflineDrain {
+            max_tries: super::offline::DEFAULT_MAX_TRIES,
+            submit: true,
+        }
+    }
+}
+
+impl OfflineDrain {
+    /// `gateways.upapi.offline.max_tries` when 云闪付 is configured, else the default.
+    pub fn from_config(cfg: &crate::config::Config) -> OfflineDrain {
+        OfflineDrain {
+            max_tries: cfg
+                .file
+                .gateways
+                .upapi
+                .as_ref()
+                .map_or(super::offline::DEFAULT_MAX_TRIES, |u| u.offline.max_tries),
+            submit: true,
+        }
+    }
+}
+
 impl Engine {
     /// One pass over every unsettled attempt and refund. `max_wait_ms` bounds how long it sleeps
     /// for a single attempt's timer (a cancel that may only be sent 15 s after the order, say).
@@ -48,12 +82,25 @@ impl Engine {
         max_wait_ms: i64,
         observe: Observer<'_>,
     ) -> Result<RecoveryReport, EngineError> {
+        self.recover_with(max_wait_ms, OfflineDrain::default(), observe)
+    }
+
+    /// [`Engine::recover`] with the offline deductions drained as `offline` says.
+    pub fn recover_with(
+        &mut self,
+        max_wait_ms: i64,
+        offline: OfflineDrain,
+        observe: Observer<'_>,
+    ) -> Result<RecoveryReport, EngineError> {
         self.journal().check()?;
         let mut report = RecoveryReport::default();
         let open = self.journal().open_attempts()?;
         let interval = Duration::from_secs_f64(1.0 / self.settings().rate_per_s.max(0.01));
         let mut last_sent: BTreeMap<String, Instant> = BTreeMap::new();
         for row in open {
+            if self.stopping() {
+                break;
+            }
             if let Some(t) = last_sent.get(&row.gateway) {
                 // Rate limit per gateway, with up to 20% jitter so a fleet does not move in step.
                 let jitter = rand::thread_rng().gen_range(0.0..0.2);
@@ -99,7 +146,12 @@ impl Engine {
         }
         // Contract debits accepted offline: submitted through the engine, each to SETTLED or
         // MANUAL_REVIEW (engine::offline).
-        match self.submit_offline(super::offline::DEFAULT_MAX_TRIES, observe) {
+        let drained = if offline.submit {
+            self.submit_offline(offline.max_tries, observe)
+        } else {
+            Ok(Vec::new())
+        };
+        match drained {
             Ok(ds) => {
                 for d in ds.iter().filter(|d| !d.state.is_final()) {
                     report.errors.push(format!(
@@ -113,5 +165,70 @@ impl Engine {
             Err(e) => report.errors.push(format!("offline deductions: {e}")),
         }
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OfflineDrain;
+    use crate::config::{Config, File};
+
+    fn config(extra: &str) -> Config {
+        let text = format!(
+            r#"
+[terminal]
+id = "T01"
+[journal]
+path = "j.db"
+{extra}"#
+        );
+        let file: File = toml::from_str(&text).expect("parses");
+        Config {
+            file,
+            path: "payterm.toml".into(),
+            dir: ".".into(),
+        }
+    }
+
+    const UPAPI: &str = r#"
+[gateways.upapi]
+base_url = "http://127.0.0.1:1"
+app_id = "a"
+secret_file = "s"
+symmetric_key_file = "k"
+plan_id = "p"
+notify_cert = "c"
+[gateways.upapi.offline]
+enabled = true
+max_tries = 7
+[gateways.upapi.acp]
+base_url = "http://127.0.0.1:1"
+file_url = "http://127.0.0.1:1/"
+mer_id = "777290058110048"
+sign_pfx = "x.pfx"
+sign_password_file = "x.pass"
+encrypt_cert = "enc.cer"
+middle_cert = "m.cer"
+root_cert = "r.cer"
+back_url = "http://127.0.0.1:9/notify"
+"#;
+
+    #[test]
+    fn offline_tries_come_from_the_configuration_when_upapi_is_configured() {
+        assert_eq!(
+            OfflineDrain::from_config(&config(UPAPI)),
+            OfflineDrain {
+                max_tries: 7,
+                submit: true
+            }
+        );
+        assert_eq!(
+            OfflineDrain::from_config(&config("[gateways]")),
+            OfflineDrain::default()
+        );
+        assert_eq!(
+            OfflineDrain::default().max_tries,
+            crate::engine::offline::DEFAULT_MAX_TRIES
+        );
     }
 }
