@@ -183,11 +183,57 @@ pub fn accept_offline(
     contract_id: &str,
     amount: Amount,
 ) -> Result<DeductionRow, ContractError> {
+    accept_offline_as(engine, cfg, contract_id, amount, None)
+}
+
+/// The deduction already stored as `order_id`, if it is the same charge; a different charge
+/// under that id is refused (one order id, one debit).
+fn same_deduction(
+    engine: &Engine,
+    order_id: &str,
+    contract_id: &str,
+    amount: Amount,
+) -> Result<Option<DeductionRow>, ContractError> {
+    match engine.journal().deduction(order_id)? {
+        None => Ok(None),
+        Some(d) if d.contract_id == contract_id && d.amount == amount => Ok(Some(d)),
+        Some(_) => Err(EngineError::Refused(format!(
+            "order {order_id} is already an offline charge of another customer or amount"
+        ))
+        .into()),
+    }
+}
+
+/// [`accept_offline`] under the caller's order id, when it gives one: the deduction is stored
+/// as `order_id` and later submitted as that order, so asking again with the same order id
+/// returns the same deduction instead of storing a second debit (a kiosk that retries after
+/// its own timeout must not charge twice).
+pub fn accept_offline_as(
+    engine: &mut Engine,
+    cfg: &OfflineConfig,
+    contract_id: &str,
+    amount: Amount,
+    order_id: Option<&str>,
+) -> Result<DeductionRow, ContractError> {
     if !cfg.enabled {
         return Err(OfflineRefusal::Disabled.into());
     }
     if amount.is_zero() {
         return Err(ContractError::BadAmount);
+    }
+    if let Some(o) = order_id {
+        if !super::valid_order_id(o) {
+            return Err(EngineError::BadOrderId(o.to_string()).into());
+        }
+        if let Some(d) = same_deduction(engine, o, contract_id, amount)? {
+            return Ok(d);
+        }
+        if !engine.journal().by_order(o)?.is_empty() {
+            return Err(EngineError::Refused(format!(
+                "order {o} already has a payment; use a new order id"
+            ))
+            .into());
+        }
     }
     let c = known(engine, contract_id)?;
     let now = util::now_ms();
@@ -208,12 +254,14 @@ pub fn accept_offline(
     let total = parse_limit(&cfg.total);
     let max_age = cfg.max_age_s as i64 * 1000;
     let terminal = engine.settings().terminal_id.clone();
-    let mut id = String::new();
+    let mut id = order_id.map(str::to_string).unwrap_or_default();
     for _ in 0..5 {
+        if !id.is_empty() {
+            break;
+        }
         let candidate = format!("OFF{}", super::new_out_trade_no(&terminal, now));
         if engine.journal().deduction(&candidate)?.is_none() {
             id = candidate;
-            break;
         }
     }
     let stored = engine
@@ -251,6 +299,12 @@ pub fn charge(
     if amount.is_zero() {
         return Err(ContractError::BadAmount);
     }
+    // The order was taken offline already: the same charge again, never a second debit.
+    if let Some(o) = order_id.as_deref()
+        && let Some(d) = same_deduction(engine, o, contract_id, amount)?
+    {
+        return Ok(Charge::Offline { deduction: d });
+    }
     match check_contract(engine, upapi, contract_id) {
         Ok(c) if !c.is_signed() => Err(OfflineRefusal::Relieved.into()),
         Ok(c) if c.arrears > 0 => Err(OfflineRefusal::Arrears(c.arrears).into()),
@@ -276,11 +330,37 @@ pub fn charge(
         Err(ContractError::Upapi(e)) if e.is_unreachable() => {
             let cfg = upapi.config().offline.clone();
             tracing::warn!("云闪付 unreachable ({e}); trying an offline deduction");
-            let d = accept_offline(engine, &cfg, contract_id, amount)?;
+            let d = accept_offline_as(engine, &cfg, contract_id, amount, order_id.as_deref())?;
             Ok(Charge::Offline { deduction: d })
         }
         Err(e) => Err(e),
     }
+}
+
+/// Whether stored deductions should be sent now: true when none is waiting to be sent, or
+/// when the open platform answers a check of a waiting deduction's contract (which also
+/// refreshes that contract). The daemon asks before each recovery pass, so that while the
+/// uplink is down stored deductions stay stored instead of becoming uncertain attempts — a
+/// TCP probe cannot tell, as a link that accepts connections may still answer nothing.
+pub fn uplink_answers(engine: &mut Engine, upapi: &Upapi) -> bool {
+    let waiting = match engine.journal().deductions(true) {
+        Ok(ds) => ds.into_iter().find(|d| d.state == DeductionState::Stored),
+        // The recovery pass reports the journal's problem itself.
+        Err(_) => return true,
+    };
+    let Some(d) = waiting else { return true };
+    match check_contract(engine, upapi, &d.contract_id) {
+        Err(ContractError::Upapi(e)) if e.is_unreachable() => {
+            tracing::debug!("云闪付 still unreachable ({e}); offline deductions stay stored");
+            false
+        }
+        _ => true,
+    }
+}
+
+/// Whether a paid attempt under a deduction's id is that deduction's debit.
+fn is_this_debit(a: &AttemptRow, d: &DeductionRow) -> bool {
+    a.gateway == "upapi" && a.amount == d.amount
 }
 
 impl Engine {
@@ -324,6 +404,20 @@ impl Engine {
         let retry = match &latest {
             None => true,
             Some(a) => match a.machine.state {
+                // An order id a caller reused for another payment: that money is not this debit.
+                AttemptState::Paid if !is_this_debit(a, d) => {
+                    return Ok(self.journal_mut().update_deduction(
+                        &d.deduction_id,
+                        DeductionState::ManualReview,
+                        d.tries,
+                        Some(&a.out_trade_no),
+                        &format!(
+                            "order {} was paid by another payment; a person must collect {} yuan",
+                            d.deduction_id, d.amount
+                        ),
+                        now,
+                    )?);
+                }
                 AttemptState::Paid => {
                     return Ok(self.journal_mut().update_deduction(
                         &d.deduction_id,
@@ -433,7 +527,12 @@ impl Engine {
                     util::now_ms(),
                 )?)
             }
-            Err(EngineError::Journal(JournalError::AlreadyPaid { out_trade_no, .. })) => {
+            Err(EngineError::Journal(JournalError::AlreadyPaid { out_trade_no, .. }))
+                if self
+                    .journal()
+                    .by_out_trade_no(&out_trade_no)?
+                    .is_some_and(|a| is_this_debit(&a, d)) =>
+            {
                 Ok(self.journal_mut().update_deduction(
                     &d.deduction_id,
                     DeductionState::Settled,
@@ -445,5 +544,82 @@ impl Engine {
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Gateways, Settings};
+    use crate::journal::Journal;
+
+    fn engine() -> (tempfile::TempDir, Engine) {
+        let d = tempfile::tempdir().unwrap();
+        let j = Journal::open(&d.path().join("j.db")).unwrap();
+        let s = Settings {
+            terminal_id: "T01".into(),
+            device_key: vec![7; 32],
+            code_rules: crate::core::authcode::default_rules(),
+            routes: Default::default(),
+            max_amount: Amount::from_fen(500_000),
+            max_open: 100,
+            max_uncertain: Amount::from_fen(10_000_000),
+            max_open_age_ms: 86_400_000,
+            duplicate_window_ms: 0,
+            clock_jump_ms: 60_000,
+            rate_per_s: 10.0,
+        };
+        (d, Engine::new(j, Gateways::default(), s))
+    }
+
+    fn signed(e: &mut Engine, id: &str) {
+        let now = util::now_ms();
+        let row = ContractRow {
+            contract_id: id.into(),
+            open_id: format!("open-{id}"),
+            plan_id: "PLAN".into(),
+            contract_code: format!("CC{id}"),
+            status: "SIGNED".into(),
+            arrears: 0,
+            checked_ms: now,
+            signed_ms: now,
+            relieved_ms: None,
+            masked_mobile: None,
+        };
+        e.journal_mut().upsert_contract(&row, now).unwrap();
+    }
+
+    #[test]
+    fn an_offline_charge_under_an_order_id_is_stored_once() {
+        let (_d, mut e) = engine();
+        signed(&mut e, "C1");
+        let cfg = OfflineConfig {
+            enabled: true,
+            per_customer: "40.00".into(),
+            total: "70.00".into(),
+            ..Default::default()
+        };
+        let ten = Amount::from_fen(1_000);
+        let d = accept_offline_as(&mut e, &cfg, "C1", ten, Some("K-1")).unwrap();
+        assert_eq!(d.deduction_id, "K-1");
+        // The kiosk asks again: the same deduction, not a second one.
+        let again = accept_offline_as(&mut e, &cfg, "C1", ten, Some("K-1")).unwrap();
+        assert_eq!(again.deduction_id, "K-1");
+        assert_eq!(e.journal().deductions(true).unwrap().len(), 1);
+        // Another charge under that order id is refused, and nothing is stored.
+        let other = accept_offline_as(&mut e, &cfg, "C1", Amount::from_fen(900), Some("K-1"));
+        assert!(
+            matches!(other, Err(ContractError::Engine(EngineError::Refused(_)))),
+            "{other:?}"
+        );
+        let bad = accept_offline_as(&mut e, &cfg, "C1", ten, Some("no spaces"));
+        assert!(
+            matches!(bad, Err(ContractError::Engine(EngineError::BadOrderId(_)))),
+            "{bad:?}"
+        );
+        // Without an order id, a new deduction id each time.
+        let d2 = accept_offline(&mut e, &cfg, "C1", ten).unwrap();
+        assert!(d2.deduction_id.starts_with("OFFT01"), "{}", d2.deduction_id);
+        assert_eq!(e.journal().deductions(true).unwrap().len(), 2);
     }
 }
