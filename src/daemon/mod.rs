@@ -22,7 +22,9 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::config::Config;
 use crate::core::machine::{AttemptState, ReverseAction};
+use crate::engine::recovery::OfflineDrain;
 use crate::engine::{Engine, EngineError, Gateways, PayRequest, Settings};
+use crate::gateway::upapi::Upapi;
 use crate::journal::{AttemptRow, Journal, JournalError};
 use crate::util;
 
@@ -94,6 +96,9 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Wakes the recovery thread (reconnect, SIGHUP, a finished payment).
     pub recovery_kick: std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    /// The 云闪付 open-platform client when `[gateways.upapi]` is configured: one per daemon,
+    /// so its backendToken is fetched once and shared by every contract charge and notice.
+    pub upapi: RwLock<Option<Arc<Upapi>>>,
 }
 
 impl Shared {
@@ -120,7 +125,13 @@ impl Shared {
             unsettled: AtomicU64::new(0),
             metrics: Metrics::default(),
             recovery_kick: std::sync::Mutex::new(None),
+            upapi: RwLock::new(None),
         })
+    }
+
+    /// The 云闪付 client, if 无感支付 is configured.
+    pub fn upapi(&self) -> Option<Arc<Upapi>> {
+        read(&self.upapi).clone()
     }
 
     /// A fresh engine on its own journal connection.
@@ -237,6 +248,7 @@ pub async fn run(
     let gateways = Gateways::from_config(&cfg)?;
     let settings = Settings::from_config(&cfg)?;
     let shared = Shared::new(cfg.clone(), journal_path.clone(), gateways, settings);
+    *shared.upapi.write().unwrap_or_else(|p| p.into_inner()) = upapi_from(&cfg)?;
     sdnotify::notify("STATUS=checking the journal");
     match Journal::open(&journal_path) {
         Ok(_) => {}
@@ -371,12 +383,28 @@ pub async fn run(
     Ok(())
 }
 
+/// The 云闪付 client for `[gateways.upapi]`, if configured.
+fn upapi_from(cfg: &Config) -> Result<Option<Arc<Upapi>>, crate::config::ConfigError> {
+    match &cfg.file.gateways.upapi {
+        None => Ok(None),
+        Some(u) => Upapi::from_config(cfg, u)
+            .map(|c| Some(Arc::new(c)))
+            .map_err(|e| crate::config::ConfigError::Invalid(format!("gateways.upapi: {e}"))),
+    }
+}
+
 fn reload(shared: &Arc<Shared>, path: &std::path::Path) {
-    match Config::load(path)
-        .and_then(|c| Ok((Gateways::from_config(&c)?, Settings::from_config(&c)?, c)))
-    {
-        Ok((g, s, c)) => {
+    match Config::load(path).and_then(|c| {
+        Ok((
+            Gateways::from_config(&c)?,
+            Settings::from_config(&c)?,
+            upapi_from(&c)?,
+            c,
+        ))
+    }) {
+        Ok((g, s, u, c)) => {
             *shared.gateways.write().unwrap_or_else(|p| p.into_inner()) = g;
+            *shared.upapi.write().unwrap_or_else(|p| p.into_inner()) = u;
             *shared.settings.write().unwrap_or_else(|p| p.into_inner()) = s;
             *shared.config.write().unwrap_or_else(|p| p.into_inner()) = c;
             shared.clock_suspect.store(false, Ordering::SeqCst);
@@ -407,7 +435,13 @@ fn recovery_loop(shared: Arc<Shared>, kick: std::sync::mpsc::Receiver<()>) {
                     };
                     // At start-up, settle what can be settled now without long waits.
                     let wait = if first { 2_000 } else { 1_000 };
-                    match e.recover(wait, &mut obs) {
+                    // Offline contract deductions: the configured tries, and only sent once
+                    // the 云闪付 platform answers again.
+                    let mut drain = OfflineDrain::from_config(&read(&shared.config));
+                    if let Some(u) = shared.upapi() {
+                        drain.submit = crate::engine::offline::uplink_answers(&mut e, &u);
+                    }
+                    match e.recover_with(wait, drain, &mut obs) {
                         Ok(rep) => {
                             if !rep.attempts.is_empty() {
                                 tracing::info!(
