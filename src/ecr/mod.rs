@@ -6,6 +6,9 @@
 //! decides nothing about money: sales go to the sale controller, settled payments to the engine.
 //! `/notify/{gateway}` receives gateways' signed result notifications (no token: the signature
 //! is the authentication). The contract is written down in `docs/ecr-openapi.yaml`.
+//! 云闪付 无感支付 (contract charges, the cancel notice) lives in [`contract`].
+
+mod contract;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -35,6 +38,8 @@ struct Api {
     shared: Arc<Shared>,
     sales: mpsc::Sender<SaleCmd>,
     token: Option<Arc<String>>,
+    /// Contract charges are taken one at a time (see [`contract`]).
+    charges: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// An API error: an HTTP status, a stable code for programs and a message for people.
@@ -59,19 +64,22 @@ pub fn router(shared: Arc<Shared>, sales: mpsc::Sender<SaleCmd>, token: Option<S
         shared,
         sales,
         token: token.map(Arc::new),
+        charges: Arc::new(tokio::sync::Mutex::new(())),
     };
     let v1 = Router::new()
         .route("/v1/payments", post(create).get(list))
         .route("/v1/payments/{order_id}", get(get_payment))
         .route("/v1/payments/{order_id}/cancel", post(cancel))
         .route("/v1/payments/{order_id}/refunds", post(refund))
+        .route("/v1/contract-charges", post(contract::create))
+        .route("/v1/contract-charges/{order_id}", get(contract::get))
         .route("/v1/events", get(events))
         .route("/v1/health", get(health))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(api.clone(), auth));
     Router::new()
         .merge(v1)
-        .route("/notify/{gateway}", post(notify))
+        .route("/notify/{gateway}", post(notify).get(contract::notify_get))
         .with_state(api)
 }
 
@@ -274,6 +282,16 @@ async fn create(State(api): State<Api>, body: Bytes) -> Result<Response, ApiErro
             ));
         }
         return Ok((StatusCode::OK, axum::Json(existing)).into_response());
+    }
+    if contract::is_offline_charge(&api, &req.order_id).await? {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            "order_conflict",
+            format!(
+                "order {} is an offline contract charge (see /v1/contract-charges)",
+                req.order_id
+            ),
+        ));
     }
     let sale = SaleRequest {
         order_id: req.order_id.clone(),
