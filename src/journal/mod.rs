@@ -214,6 +214,37 @@ const ATTEMPT_COLUMNS: &str = "attempt_id, order_id, gateway, method, wallet, ou
     window_closed, reverse_action, last_note, alarm, updated_ms, final_ms, \
     (SELECT details FROM orders o WHERE o.order_id = attempts.order_id)";
 
+// The statements a payment runs. They go through `prepare_cached`: parsing and planning SQL
+// was a quarter of a payment's CPU (perf, benches/payment.rs) before they were kept prepared.
+const SQL_RECENT_SCAN: &str = "SELECT created_ms FROM attempts WHERE code_fp = ?1 AND created_ms > ?2 ORDER BY created_ms DESC LIMIT 1";
+const SQL_INSERT_ORDER: &str =
+    "INSERT INTO orders(order_id, amount_fen, created_ms, details) VALUES (?1, ?2, ?3, ?4)";
+const SQL_BLOCKING_ATTEMPT: &str = "SELECT out_trade_no, state FROM attempts WHERE order_id = ?1 AND state IN ('PAID','PAY_INTENT','QUERYING') ORDER BY state = 'PAID' DESC LIMIT 1";
+const SQL_INSERT_ATTEMPT: &str = "INSERT INTO attempts(order_id, gateway, method, wallet, out_trade_no, amount_fen, code_fp, code_mask, \
+     chan_txn_time, state, created_ms, deadline_ms, reverse_from_ms, reverse_until_ms, review_at_ms, \
+     next_at_ms, last_note, updated_ms) \
+     VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)";
+const SQL_EVENT_CREATED: &str = "INSERT INTO events(attempt_id, at_ms, from_state, to_state, op, note) VALUES (?1, ?2, NULL, ?3, NULL, ?4)";
+const SQL_UPDATE_STEP: &str = "UPDATE attempts SET state = ?2, state_ver = state_ver + 1, queries = ?3, reverse_tries = ?4, \
+     saf_tries = ?5, next_at_ms = ?6, fence = ?7, window_closed = ?8, reverse_action = ?9, \
+     last_note = ?10, alarm = alarm OR ?11, updated_ms = ?12, final_ms = COALESCE(final_ms, ?13), \
+     chan_trade_no = COALESCE(?14, chan_trade_no), code_url = COALESCE(?15, code_url), \
+     reverse_until_ms = ?16 \
+     WHERE attempt_id = ?1";
+const SQL_EVENT_STEP: &str = "INSERT INTO events(attempt_id, at_ms, from_state, to_state, op, detail, note, alarm) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)";
+const SQL_OPEN_EXPOSURE: &str = "SELECT COUNT(*), SUM(amount_fen), MIN(created_ms) FROM attempts WHERE state IN ('PAY_INTENT','QUERYING','REVERSE_INTENT','SAF_PENDING','MANUAL_REVIEW')";
+const SQL_REFUND_BY_NO: &str =
+    "SELECT refund_id, attempt_id, amount_fen FROM refunds WHERE out_refund_no = ?1";
+const SQL_REFUNDED_SUM: &str =
+    "SELECT COALESCE(SUM(amount_fen), 0) FROM refunds WHERE attempt_id = ?1 AND state != 'FAILED'";
+const SQL_INSERT_REFUND: &str = "INSERT INTO refunds(out_refund_no, attempt_id, amount_fen, kind, state, created_ms, updated_ms, note) VALUES (?1,?2,?3,?4,'INTENT',?5,?5,'journaled before sending')";
+const SQL_EVENT_REFUND_CREATED: &str = "INSERT INTO events(attempt_id, at_ms, from_state, to_state, op, detail, note) SELECT attempt_id, ?2, state, state, 'refund', ?3, ?4 FROM attempts WHERE attempt_id = ?1";
+const SQL_UPDATE_REFUND: &str = "UPDATE refunds SET state = ?2, chan_refund_no = COALESCE(?3, chan_refund_no), note = ?4, updated_ms = ?5 WHERE refund_id = ?1";
+const SQL_EVENT_REFUND_STEP: &str = "INSERT INTO events(attempt_id, at_ms, from_state, to_state, op, detail, note) SELECT a.attempt_id, ?2, a.state, a.state, 'refund', r.out_refund_no, ?3 FROM refunds r JOIN attempts a ON a.attempt_id = r.attempt_id WHERE r.refund_id = ?1";
+const SQL_REFUND_BY_ID: &str = "SELECT refund_id, out_refund_no, attempt_id, amount_fen, kind, state, created_ms, updated_ms, chan_refund_no, note FROM refunds WHERE refund_id = ?1";
+const SQL_REFUND_BY_OUT_NO: &str = "SELECT refund_id, out_refund_no, attempt_id, amount_fen, kind, state, created_ms, updated_ms, chan_refund_no, note FROM refunds WHERE out_refund_no = ?1";
+const SQL_INSERT_NOTIFICATION: &str = "INSERT OR IGNORE INTO notifications(received_ms, gateway, out_trade_no, digest, outcome) VALUES (?1,?2,?3,?4,?5)";
+
 impl Journal {
     /// Opens (creating if needed) the journal at `path`, checks it, and migrates it.
     pub fn open(path: &Path) -> Result<Journal, JournalError> {
@@ -224,6 +255,7 @@ impl Journal {
         }
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
+        conn.set_prepared_statement_cache_capacity(64);
         let mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
@@ -249,6 +281,7 @@ impl Journal {
     pub fn connect(path: &Path) -> Result<Journal, JournalError> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
+        conn.set_prepared_statement_cache_capacity(64);
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         no_checkpoint_on_close(&conn)?;
@@ -332,11 +365,8 @@ impl Journal {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         if let Some(fp) = &a.code_fp {
             let prior: Option<i64> = tx
-                .query_row(
-                    "SELECT created_ms FROM attempts WHERE code_fp = ?1 AND created_ms > ?2 ORDER BY created_ms DESC LIMIT 1",
-                    params![fp, now_ms - duplicate_window_ms],
-                    |r| r.get(0),
-                )
+                .prepare_cached(SQL_RECENT_SCAN)?
+                .query_row(params![fp, now_ms - duplicate_window_ms], |r| r.get(0))
                 .optional()?;
             if let Some(at) = prior {
                 return Err(JournalError::DuplicateScan {
@@ -346,11 +376,8 @@ impl Journal {
             }
         }
         let existing: Option<i64> = tx
-            .query_row(
-                "SELECT amount_fen FROM orders WHERE order_id = ?1",
-                params![a.order_id],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT amount_fen FROM orders WHERE order_id = ?1")?
+            .query_row(params![a.order_id], |r| r.get(0))
             .optional()?;
         match existing {
             Some(fen) if fen as u64 != a.amount.fen() => {
@@ -363,18 +390,17 @@ impl Journal {
             Some(_) => {}
             None => {
                 let details = serde_json::to_string(&a.details).unwrap_or_else(|_| "{}".into());
-                tx.execute(
-                    "INSERT INTO orders(order_id, amount_fen, created_ms, details) VALUES (?1, ?2, ?3, ?4)",
-                    params![a.order_id, a.amount.fen() as i64, now_ms, details],
-                )?;
+                tx.prepare_cached(SQL_INSERT_ORDER)?.execute(params![
+                    a.order_id,
+                    a.amount.fen() as i64,
+                    now_ms,
+                    details
+                ])?;
             }
         }
         let blocking: Option<(String, String)> = tx
-            .query_row(
-                "SELECT out_trade_no, state FROM attempts WHERE order_id = ?1 AND state IN ('PAID','PAY_INTENT','QUERYING') ORDER BY state = 'PAID' DESC LIMIT 1",
-                params![a.order_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .prepare_cached(SQL_BLOCKING_ATTEMPT)?
+            .query_row(params![a.order_id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         if let Some((no, state)) = blocking {
             return Err(if state == "PAID" {
@@ -391,50 +417,41 @@ impl Journal {
             });
         }
         let m = &a.machine;
-        tx.execute(
-            "INSERT INTO attempts(order_id, gateway, method, wallet, out_trade_no, amount_fen, code_fp, code_mask, \
-             chan_txn_time, state, created_ms, deadline_ms, reverse_from_ms, reverse_until_ms, review_at_ms, \
-             next_at_ms, last_note, updated_ms) \
-             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)",
-            params![
-                a.order_id,
-                a.gateway,
-                a.method.as_str(),
-                a.wallet.map(|w| w.paytype()),
-                a.out_trade_no,
-                a.amount.fen() as i64,
-                a.code_fp,
-                a.code_mask,
-                a.chan_txn_time,
-                m.state.as_str(),
-                m.created_ms,
-                m.deadline_ms,
-                m.reverse_from_ms,
-                m.reverse_until_ms,
-                m.review_at_ms,
-                m.next_at_ms,
-                "created",
-                now_ms,
-            ],
-        )?;
+        tx.prepare_cached(SQL_INSERT_ATTEMPT)?.execute(params![
+            a.order_id,
+            a.gateway,
+            a.method.as_str(),
+            a.wallet.map(|w| w.paytype()),
+            a.out_trade_no,
+            a.amount.fen() as i64,
+            a.code_fp,
+            a.code_mask,
+            a.chan_txn_time,
+            m.state.as_str(),
+            m.created_ms,
+            m.deadline_ms,
+            m.reverse_from_ms,
+            m.reverse_until_ms,
+            m.review_at_ms,
+            m.next_at_ms,
+            "created",
+            now_ms,
+        ])?;
         let id = tx.last_insert_rowid();
-        tx.execute(
-            "INSERT INTO events(attempt_id, at_ms, from_state, to_state, op, note) VALUES (?1, ?2, NULL, ?3, NULL, ?4)",
-            params![
-                id,
-                now_ms,
-                m.state.as_str(),
-                format!(
-                    "attempt created for {} yuan via {}{}",
-                    a.amount,
-                    a.gateway,
-                    a.code_mask
-                        .as_ref()
-                        .map(|c| format!(", code {c}"))
-                        .unwrap_or_default()
-                )
-            ],
-        )?;
+        tx.prepare_cached(SQL_EVENT_CREATED)?.execute(params![
+            id,
+            now_ms,
+            m.state.as_str(),
+            format!(
+                "attempt created for {} yuan via {}{}",
+                a.amount,
+                a.gateway,
+                a.code_mask
+                    .as_ref()
+                    .map(|c| format!(", code {c}"))
+                    .unwrap_or_default()
+            )
+        ])?;
         failpoint::hit("C0");
         tx.commit()?;
         self.attempt(id)
@@ -454,11 +471,8 @@ impl Journal {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let from: Option<(String, i64)> = tx
-            .query_row(
-                "SELECT state, state_ver FROM attempts WHERE attempt_id = ?1",
-                params![attempt_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .prepare_cached("SELECT state, state_ver FROM attempts WHERE attempt_id = ?1")?
+            .query_row(params![attempt_id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         let Some((from_state, ver)) = from else {
             return Err(JournalError::NotFound(attempt_id.to_string()));
@@ -468,45 +482,34 @@ impl Journal {
         }
         let m = &step.attempt;
         let final_ms = m.state.is_final().then_some(now_ms);
-        tx.execute(
-            "UPDATE attempts SET state = ?2, state_ver = state_ver + 1, queries = ?3, reverse_tries = ?4, \
-             saf_tries = ?5, next_at_ms = ?6, fence = ?7, window_closed = ?8, reverse_action = ?9, \
-             last_note = ?10, alarm = alarm OR ?11, updated_ms = ?12, final_ms = COALESCE(final_ms, ?13), \
-             chan_trade_no = COALESCE(?14, chan_trade_no), code_url = COALESCE(?15, code_url), \
-             reverse_until_ms = ?16 \
-             WHERE attempt_id = ?1",
-            params![
-                attempt_id,
-                m.state.as_str(),
-                m.queries,
-                m.reverse_tries,
-                m.saf_tries,
-                m.next_at_ms,
-                m.fence.as_str(),
-                m.window_closed,
-                m.reverse_action.map(|a| a.as_str()),
-                step.note,
-                step.alarm,
-                now_ms,
-                final_ms,
-                extra.chan_trade_no,
-                extra.code_url,
-                m.reverse_until_ms,
-            ],
-        )?;
-        tx.execute(
-            "INSERT INTO events(attempt_id, at_ms, from_state, to_state, op, detail, note, alarm) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
-            params![
-                attempt_id,
-                now_ms,
-                from_state,
-                m.state.as_str(),
-                extra.op.map(|o| o.as_str()),
-                extra.detail,
-                step.note,
-                step.alarm,
-            ],
-        )?;
+        tx.prepare_cached(SQL_UPDATE_STEP)?.execute(params![
+            attempt_id,
+            m.state.as_str(),
+            m.queries,
+            m.reverse_tries,
+            m.saf_tries,
+            m.next_at_ms,
+            m.fence.as_str(),
+            m.window_closed,
+            m.reverse_action.map(|a| a.as_str()),
+            step.note,
+            step.alarm,
+            now_ms,
+            final_ms,
+            extra.chan_trade_no,
+            extra.code_url,
+            m.reverse_until_ms,
+        ])?;
+        tx.prepare_cached(SQL_EVENT_STEP)?.execute(params![
+            attempt_id,
+            now_ms,
+            from_state,
+            m.state.as_str(),
+            extra.op.map(|o| o.as_str()),
+            extra.detail,
+            step.note,
+            step.alarm,
+        ])?;
         failpoint::hit("C7");
         tx.commit()?;
         self.attempt(attempt_id)
@@ -514,11 +517,10 @@ impl Journal {
 
     pub fn attempt(&self, attempt_id: i64) -> Result<AttemptRow, JournalError> {
         self.conn
-            .query_row(
-                &format!("SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE attempt_id = ?1"),
-                params![attempt_id],
-                row_to_attempt,
-            )
+            .prepare_cached(&format!(
+                "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE attempt_id = ?1"
+            ))?
+            .query_row(params![attempt_id], row_to_attempt)
             .optional()?
             .ok_or_else(|| JournalError::NotFound(attempt_id.to_string()))
     }
@@ -526,11 +528,10 @@ impl Journal {
     pub fn by_out_trade_no(&self, no: &str) -> Result<Option<AttemptRow>, JournalError> {
         Ok(self
             .conn
-            .query_row(
-                &format!("SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE out_trade_no = ?1"),
-                params![no],
-                row_to_attempt,
-            )
+            .prepare_cached(&format!(
+                "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE out_trade_no = ?1"
+            ))?
+            .query_row(params![no], row_to_attempt)
             .optional()?)
     }
 
@@ -625,11 +626,10 @@ impl Journal {
 
     /// The sum of amounts whose outcome is not yet known, and the oldest such attempt's age.
     pub fn uncertain(&self) -> Result<(usize, Amount, Option<i64>), JournalError> {
-        let (n, sum, oldest): (i64, Option<i64>, Option<i64>) = self.conn.query_row(
-            "SELECT COUNT(*), SUM(amount_fen), MIN(created_ms) FROM attempts WHERE state IN ('PAY_INTENT','QUERYING','REVERSE_INTENT','SAF_PENDING','MANUAL_REVIEW')",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?;
+        let (n, sum, oldest): (i64, Option<i64>, Option<i64>) = self
+            .conn
+            .prepare_cached(SQL_OPEN_EXPOSURE)?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok((
             n as usize,
             Amount::from_fen(sum.unwrap_or(0) as u64),
@@ -653,11 +653,10 @@ impl Journal {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let existing: Option<(i64, i64, i64)> = tx
-            .query_row(
-                "SELECT refund_id, attempt_id, amount_fen FROM refunds WHERE out_refund_no = ?1",
-                params![out_refund_no],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
+            .prepare_cached(SQL_REFUND_BY_NO)?
+            .query_row(params![out_refund_no], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
             .optional()?;
         if let Some((id, att, fen)) = existing {
             // The same number for the same refund is a retry, which the gateway treats as one.
@@ -668,18 +667,13 @@ impl Journal {
             return Err(JournalError::RefundNumberReused(out_refund_no.to_string()));
         }
         let paid: i64 = tx
-            .query_row(
-                "SELECT amount_fen FROM attempts WHERE attempt_id = ?1",
-                params![attempt_id],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT amount_fen FROM attempts WHERE attempt_id = ?1")?
+            .query_row(params![attempt_id], |r| r.get(0))
             .optional()?
             .ok_or_else(|| JournalError::NotFound(attempt_id.to_string()))?;
-        let taken: i64 = tx.query_row(
-            "SELECT COALESCE(SUM(amount_fen), 0) FROM refunds WHERE attempt_id = ?1 AND state != 'FAILED'",
-            params![attempt_id],
-            |r| r.get(0),
-        )?;
+        let taken: i64 = tx
+            .prepare_cached(SQL_REFUNDED_SUM)?
+            .query_row(params![attempt_id], |r| r.get(0))?;
         let left = paid - taken;
         if amount.fen() as i64 > left {
             return Err(JournalError::RefundTooLarge {
@@ -689,20 +683,21 @@ impl Journal {
                 left: Amount::from_fen(left.max(0) as u64),
             });
         }
-        tx.execute(
-            "INSERT INTO refunds(out_refund_no, attempt_id, amount_fen, kind, state, created_ms, updated_ms, note) VALUES (?1,?2,?3,?4,'INTENT',?5,?5,'journaled before sending')",
-            params![out_refund_no, attempt_id, amount.fen() as i64, kind, now_ms],
-        )?;
+        tx.prepare_cached(SQL_INSERT_REFUND)?.execute(params![
+            out_refund_no,
+            attempt_id,
+            amount.fen() as i64,
+            kind,
+            now_ms
+        ])?;
         let id = tx.last_insert_rowid();
-        tx.execute(
-            "INSERT INTO events(attempt_id, at_ms, from_state, to_state, op, detail, note) SELECT attempt_id, ?2, state, state, 'refund', ?3, ?4 FROM attempts WHERE attempt_id = ?1",
-            params![
+        tx.prepare_cached(SQL_EVENT_REFUND_CREATED)?
+            .execute(params![
                 attempt_id,
                 now_ms,
                 out_refund_no,
                 format!("{kind} refund of {amount} yuan journaled")
-            ],
-        )?;
+            ])?;
         tx.commit()?;
         self.refund(id)
     }
@@ -718,25 +713,26 @@ impl Journal {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "UPDATE refunds SET state = ?2, chan_refund_no = COALESCE(?3, chan_refund_no), note = ?4, updated_ms = ?5 WHERE refund_id = ?1",
-            params![refund_id, state.as_str(), chan_refund_no, note, now_ms],
-        )?;
-        tx.execute(
-            "INSERT INTO events(attempt_id, at_ms, from_state, to_state, op, detail, note) SELECT a.attempt_id, ?2, a.state, a.state, 'refund', r.out_refund_no, ?3 FROM refunds r JOIN attempts a ON a.attempt_id = r.attempt_id WHERE r.refund_id = ?1",
-            params![refund_id, now_ms, format!("refund {}: {note}", state.as_str())],
-        )?;
+        tx.prepare_cached(SQL_UPDATE_REFUND)?.execute(params![
+            refund_id,
+            state.as_str(),
+            chan_refund_no,
+            note,
+            now_ms
+        ])?;
+        tx.prepare_cached(SQL_EVENT_REFUND_STEP)?.execute(params![
+            refund_id,
+            now_ms,
+            format!("refund {}: {note}", state.as_str())
+        ])?;
         tx.commit()?;
         self.refund(refund_id)
     }
 
     pub fn refund(&self, refund_id: i64) -> Result<RefundRow, JournalError> {
         self.conn
-            .query_row(
-                "SELECT refund_id, out_refund_no, attempt_id, amount_fen, kind, state, created_ms, updated_ms, chan_refund_no, note FROM refunds WHERE refund_id = ?1",
-                params![refund_id],
-                row_to_refund,
-            )
+            .prepare_cached(SQL_REFUND_BY_ID)?
+            .query_row(params![refund_id], row_to_refund)
             .optional()?
             .ok_or_else(|| JournalError::NotFound(refund_id.to_string()))
     }
@@ -744,11 +740,8 @@ impl Journal {
     pub fn refund_by_no(&self, out_refund_no: &str) -> Result<Option<RefundRow>, JournalError> {
         Ok(self
             .conn
-            .query_row(
-                "SELECT refund_id, out_refund_no, attempt_id, amount_fen, kind, state, created_ms, updated_ms, chan_refund_no, note FROM refunds WHERE out_refund_no = ?1",
-                params![out_refund_no],
-                row_to_refund,
-            )
+            .prepare_cached(SQL_REFUND_BY_OUT_NO)?
+            .query_row(params![out_refund_no], row_to_refund)
             .optional()?)
     }
 
@@ -780,10 +773,10 @@ impl Journal {
         outcome: &str,
         now_ms: i64,
     ) -> Result<bool, JournalError> {
-        let n = self.conn.execute(
-            "INSERT OR IGNORE INTO notifications(received_ms, gateway, out_trade_no, digest, outcome) VALUES (?1,?2,?3,?4,?5)",
-            params![now_ms, gateway, out_trade_no, digest, outcome],
-        )?;
+        let n = self
+            .conn
+            .prepare_cached(SQL_INSERT_NOTIFICATION)?
+            .execute(params![now_ms, gateway, out_trade_no, digest, outcome])?;
         Ok(n == 1)
     }
 
