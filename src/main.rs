@@ -666,7 +666,10 @@ fn run(cli: Cli) -> Result<u8, Fail> {
             }
             let mut e = engine(&cli, &cfg)?;
             let mut obs = |r: &AttemptRow, n: &str| out.progress(r, n);
-            let report = e.recover(*max_wait_ms, &mut obs).map_err(engine_err)?;
+            let drain = payterm::engine::recovery::OfflineDrain::from_config(&cfg);
+            let report = e
+                .recover_with(*max_wait_ms, drain, &mut obs)
+                .map_err(engine_err)?;
             for (order, no, before, after) in &report.attempts {
                 out.line(
                     format!("{no} (order {order}): {before} -> {after}"),
