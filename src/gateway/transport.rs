@@ -21,6 +21,9 @@ pub struct HttpRequest {
 pub struct HttpResponse {
     pub status: u16,
     pub body: Vec<u8>,
+    /// The reply's `Authorization` header: ChinaUMS signs replies there (OPEN-BODY-SIG,
+    /// PROTOCOLS.md §D.2); other gateways sign inside the body and leave it unset.
+    pub authorization: Option<String>,
 }
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -96,6 +99,11 @@ impl Transport for UreqTransport {
         match r.send(&req.body[..]) {
             Ok(mut resp) => {
                 let status = resp.status().as_u16();
+                let authorization = resp
+                    .headers()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
                 let body = resp
                     .body_mut()
                     .with_config()
@@ -105,7 +113,11 @@ impl Transport for UreqTransport {
                         host: host.clone(),
                         why: e.to_string(),
                     })?;
-                Ok(HttpResponse { status, body })
+                Ok(HttpResponse {
+                    status,
+                    body,
+                    authorization,
+                })
             }
             Err(e) => {
                 let why = e.to_string();

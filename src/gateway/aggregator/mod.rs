@@ -572,6 +572,7 @@ mod tests {
             Ok(HttpResponse {
                 status: 200,
                 body: r.remove(0),
+                authorization: None,
             })
         }
     }

@@ -11,7 +11,6 @@
 pub mod bills;
 pub mod cli;
 pub mod codes;
-pub mod http;
 pub mod token;
 
 use std::fmt;
@@ -27,14 +26,15 @@ use zeroize::Zeroizing;
 use crate::core::authcode::Wallet;
 use crate::core::machine::{Reply, ReverseAction};
 use crate::core::policy::{AfterWindow, Policy, ReverseWindow};
-use crate::gateway::transport::TransportError;
+use crate::gateway::transport::{
+    HttpRequest, HttpResponse, Timeouts, Transport, TransportError, UreqTransport,
+};
 use crate::gateway::{AttemptRef, Credential, Gateway, GatewayReply, RefundOutcome, RefundRef};
 use crate::sign::hmac::{open_body_header, parse_open_body_header, verify_open_body};
 use crate::sign::sha256::chinaums_token_signature;
 use crate::util;
 
 pub use bills::{BillResult, PreAuthRef};
-pub use http::{UmsResponse, UmsTransport, UreqUms};
 pub use token::{Clock, TokenCache, system_clock};
 
 /// How requests are authenticated.
@@ -241,7 +241,7 @@ impl UmsError {
 pub struct ChinaUms {
     cfg: ChinaUmsConfig,
     app_key: Zeroizing<String>,
-    transport: Arc<dyn UmsTransport>,
+    transport: Arc<dyn Transport>,
     clock: Clock,
     token: TokenCache,
 }
@@ -264,17 +264,17 @@ pub fn new_nonce() -> String {
 
 impl ChinaUms {
     pub fn new(cfg: ChinaUmsConfig, app_key: String) -> ChinaUms {
-        let t = UreqUms::new(
-            Duration::from_millis(cfg.connect_timeout_ms),
-            Duration::from_millis(cfg.timeout_ms),
-        );
+        let t = UreqTransport::new(Timeouts {
+            connect: Duration::from_millis(cfg.connect_timeout_ms),
+            total: Duration::from_millis(cfg.timeout_ms),
+        });
         ChinaUms::with_parts(cfg, app_key, Arc::new(t), system_clock())
     }
 
     pub fn with_parts(
         cfg: ChinaUmsConfig,
         app_key: String,
-        transport: Arc<dyn UmsTransport>,
+        transport: Arc<dyn Transport>,
         clock: Clock,
     ) -> ChinaUms {
         let margin = (cfg.token_renew_before_s as i64).saturating_mul(1000);
@@ -328,9 +328,7 @@ impl ChinaUms {
             "signature": chinaums_token_signature(&self.cfg.app_id, &ts, &nonce, &self.app_key),
         });
         let bytes = serde_json::to_vec(&body).map_err(|e| UmsError::Build(e.to_string()))?;
-        let r = self
-            .transport
-            .post_json(&self.url("/v1/token/access"), None, &bytes)?;
+        let r = self.post_json("/v1/token/access", None, bytes)?;
         if r.status != 200 {
             return Err(UmsError::Status(r.status));
         }
@@ -375,8 +373,26 @@ impl ChinaUms {
         }
     }
 
+    /// POSTs JSON to `path`; the reply keeps its `Authorization` header for
+    /// [`Self::check_reply_signature`].
+    fn post_json(
+        &self,
+        path: &str,
+        authorization: Option<String>,
+        body: Vec<u8>,
+    ) -> Result<HttpResponse, TransportError> {
+        self.transport.post(&HttpRequest {
+            url: self.url(path),
+            content_type: "application/json; charset=UTF-8",
+            headers: authorization
+                .map(|a| vec![("Authorization".to_string(), a)])
+                .unwrap_or_default(),
+            body,
+        })
+    }
+
     /// Checks the reply's OPEN-BODY-SIG header, when there is one (or when one is required).
-    fn check_reply_signature(&self, r: &UmsResponse) -> Result<(), UmsError> {
+    fn check_reply_signature(&self, r: &HttpResponse) -> Result<(), UmsError> {
         match &r.authorization {
             None if self.cfg.require_signed_replies => {
                 Err(UmsError::BadReply("the reply is not signed".into()))
@@ -404,9 +420,7 @@ impl ChinaUms {
         loop {
             tries += 1;
             let auth = self.authorization(&bytes)?;
-            let r = self
-                .transport
-                .post_json(&self.url(path), Some(&auth), &bytes)?;
+            let r = self.post_json(path, Some(auth), bytes.clone())?;
             if r.status == 401 && self.cfg.auth == AuthMode::AccessToken && tries == 1 {
                 // A rejected token: the request was refused before it was processed, so it is
                 // safe to send once more with a fresh token.

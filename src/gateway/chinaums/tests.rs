@@ -18,21 +18,21 @@ struct Sent {
 
 /// Answers each request with the next canned reply and records what was sent.
 struct Canned {
-    replies: Mutex<Vec<Result<UmsResponse, TransportError>>>,
+    replies: Mutex<Vec<Result<HttpResponse, TransportError>>>,
     sent: Mutex<Vec<Sent>>,
 }
 
-impl UmsTransport for Canned {
-    fn post_json(
-        &self,
-        url: &str,
-        authorization: Option<&str>,
-        body: &[u8],
-    ) -> Result<UmsResponse, TransportError> {
+impl Transport for Canned {
+    fn post(&self, req: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        assert_eq!(req.content_type, "application/json; charset=UTF-8");
         self.sent.lock().unwrap().push(Sent {
-            url: url.to_string(),
-            auth: authorization.map(str::to_string),
-            body: serde_json::from_slice(body).unwrap(),
+            url: req.url.clone(),
+            auth: req
+                .headers
+                .iter()
+                .find(|(k, _)| k == "Authorization")
+                .map(|(_, v)| v.clone()),
+            body: serde_json::from_slice(&req.body).unwrap(),
         });
         let mut r = self.replies.lock().unwrap();
         if r.is_empty() {
@@ -59,18 +59,18 @@ ip = "127.0.0.1"
     .unwrap()
 }
 
-fn signed(v: Value) -> Result<UmsResponse, TransportError> {
+fn signed(v: Value) -> Result<HttpResponse, TransportError> {
     let body = serde_json::to_vec(&v).unwrap();
     let h = open_body_header("app0001", KEY, "20261122100000", "n0nce", &body);
-    Ok(UmsResponse {
+    Ok(HttpResponse {
         status: 200,
         body,
         authorization: Some(h),
     })
 }
 
-fn unsigned(v: Value) -> Result<UmsResponse, TransportError> {
-    Ok(UmsResponse {
+fn unsigned(v: Value) -> Result<HttpResponse, TransportError> {
+    Ok(HttpResponse {
         status: 200,
         body: serde_json::to_vec(&v).unwrap(),
         authorization: None,
@@ -79,7 +79,7 @@ fn unsigned(v: Value) -> Result<UmsResponse, TransportError> {
 
 fn client(
     auth: &str,
-    replies: Vec<Result<UmsResponse, TransportError>>,
+    replies: Vec<Result<HttpResponse, TransportError>>,
     clock: Arc<AtomicI64>,
 ) -> (ChinaUms, Arc<Canned>) {
     let t = Arc::new(Canned {
@@ -184,7 +184,7 @@ fn access_token_is_cached_renewed_before_expiry_and_replaced_after_401() {
     let clock = Arc::new(AtomicI64::new(T0));
     let tok = |t: &str| unsigned(json!({"errCode":"0000","accessToken":t,"expiresIn":3600}));
     let q = || signed(json!({"errCode":"00","queryResCode":"FF"}));
-    let unauthorized = Ok(UmsResponse {
+    let unauthorized = Ok(HttpResponse {
         status: 401,
         body: b"{}".to_vec(),
         authorization: None,

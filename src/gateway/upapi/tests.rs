@@ -25,6 +25,7 @@ impl Transport for Canned {
         Ok(HttpResponse {
             status: 200,
             body: serde_json::to_vec(&r.remove(0)).unwrap(),
+            authorization: None,
         })
     }
 }
