@@ -8,6 +8,7 @@
 //! must make impossible (two paid attempts on one order, two open ones, refunds above the payment).
 
 pub mod offline;
+pub mod preauth;
 pub mod schema;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +23,10 @@ use crate::core::machine::{Attempt, AttemptState, Fence, Op, ReverseAction, Step
 use crate::core::money::Amount;
 use crate::failpoint;
 use crate::gateway::{Method, OrderDetails};
+
+pub use preauth::{
+    Intent, NewPreAuth, PreAuthChange, PreAuthEvent, PreAuthOp, PreAuthRow, PreAuthState,
+};
 
 #[derive(Debug, Error)]
 pub enum JournalError {

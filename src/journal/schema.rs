@@ -134,4 +134,53 @@ CREATE TRIGGER offline_final_stays BEFORE UPDATE OF state ON offline_deductions
     WHEN OLD.state IN ('SETTLED','MANUAL_REVIEW')
     BEGIN SELECT RAISE(ABORT, 'a settled or reviewed deduction does not change'); END;
 "#,
+    // 3: the pre-authorisation family (ChinaUMS bills, UnionPay ACP 02/32/03/33), journaled
+    // before sending like attempts (journal::preauth). One unresolved operation per
+    // pre-authorisation; what was sent never changes; DONE and FAILED are final.
+    r#"
+CREATE TABLE preauth_ops(
+    op_id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_no    TEXT NOT NULL UNIQUE,
+    gateway       TEXT NOT NULL CHECK (gateway IN ('chinaums','acp')),
+    operation     TEXT NOT NULL CHECK (operation IN ('preauth','cancel','complete','complete_cancel')),
+    target        TEXT NOT NULL,
+    target_key    TEXT NOT NULL,
+    amount_fen    INTEGER NOT NULL CHECK (amount_fen >= 0),
+    chan_txn_time TEXT NOT NULL,
+    code_mask     TEXT,
+    state         TEXT NOT NULL CHECK (state IN ('INTENT','DONE','FAILED','UNKNOWN','REVIEW')),
+    state_ver     INTEGER NOT NULL DEFAULT 0,
+    chan_ref      TEXT,
+    queries       INTEGER NOT NULL DEFAULT 0,
+    created_ms    INTEGER NOT NULL,
+    updated_ms    INTEGER NOT NULL,
+    final_ms      INTEGER,
+    last_note     TEXT NOT NULL DEFAULT ''
+);
+CREATE UNIQUE INDEX preauth_one_open_per_target ON preauth_ops(gateway, target_key)
+    WHERE state IN ('INTENT','UNKNOWN');
+CREATE INDEX preauth_by_state ON preauth_ops(state, created_ms);
+CREATE TRIGGER preauth_never_deleted BEFORE DELETE ON preauth_ops
+    BEGIN SELECT RAISE(ABORT, 'a pre-authorisation operation is never deleted'); END;
+CREATE TRIGGER preauth_final_stays BEFORE UPDATE OF state ON preauth_ops
+    WHEN OLD.state IN ('DONE','FAILED') AND NEW.state != OLD.state
+    BEGIN SELECT RAISE(ABORT, 'a finished pre-authorisation operation does not change'); END;
+CREATE TRIGGER preauth_sent_stays BEFORE UPDATE OF request_no, gateway, operation, target,
+    target_key, amount_fen, chan_txn_time, code_mask, created_ms ON preauth_ops
+    BEGIN SELECT RAISE(ABORT, 'what was sent does not change'); END;
+CREATE TABLE preauth_events(
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    op_id      INTEGER NOT NULL REFERENCES preauth_ops(op_id),
+    at_ms      INTEGER NOT NULL,
+    from_state TEXT,
+    to_state   TEXT NOT NULL,
+    detail     TEXT NOT NULL DEFAULT '',
+    note       TEXT NOT NULL
+);
+CREATE INDEX preauth_events_by_op ON preauth_events(op_id, seq);
+CREATE TRIGGER preauth_events_no_update BEFORE UPDATE ON preauth_events
+    BEGIN SELECT RAISE(ABORT, 'the history is append-only'); END;
+CREATE TRIGGER preauth_events_no_delete BEFORE DELETE ON preauth_events
+    BEGIN SELECT RAISE(ABORT, 'the history is append-only'); END;
+"#,
 ];
