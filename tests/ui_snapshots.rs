@@ -37,7 +37,7 @@ fn every_screen_matches_its_golden_png() {
                 let golden = dir.join(&file);
                 let new_path = dir.join(file.replace(".png", ".new.png"));
                 // The same drawing `render_to_png` does; PNG encoding only when a file is
-                // written keeps the 276 comparisons fast.
+                // written keeps the 300 comparisons fast.
                 let mut frame = Frame::new(w, h);
                 let Ok(()) = draw_screen(&mut frame, &screen, &status, locale);
                 let encode = || png::encode_png(&frame).unwrap_or_else(|e| panic!("{file}: {e}"));

@@ -20,6 +20,8 @@ pub const SAMPLE_NAMES: &[&str] = &[
     "paid",
     "declined",
     "uncertain",
+    "accepted-offline",
+    "contract-refused",
     "reversed",
     "refunded",
     "qr",
@@ -97,6 +99,29 @@ pub fn sample(name: &str) -> Result<(Screen, StatusBar), UiError> {
             return Ok((
                 Screen::Uncertain { amount_fen },
                 StatusBar { unsettled: 1, ..st },
+            ));
+        }
+        // A kiosk's 云闪付 contract charge while the network is down: taken within the limits,
+        // or refused above them.
+        "accepted-offline" => {
+            return Ok((
+                Screen::AcceptedOffline { amount_fen },
+                StatusBar {
+                    online: false,
+                    ..st
+                },
+            ));
+        }
+        "contract-refused" => {
+            return Ok((
+                Screen::Declined {
+                    amount_fen,
+                    reason: DeclineReason::ContractRefused(ContractRefusal::CustomerLimit),
+                },
+                StatusBar {
+                    online: false,
+                    ..st
+                },
             ));
         }
         "reversed" => Screen::Reversed {
@@ -177,7 +202,7 @@ mod tests {
             .map(|(s, _)| std::mem::discriminant(&s))
             .collect();
         // Idle, AmountEntry, ShowCode, Face, Processing, CustomerConfirming, Paid, Declined,
-        // Uncertain, Reversed, Refunded, QrToScan, RefundFlow, Diagnostics.
-        assert_eq!(kinds.len(), 14);
+        // Uncertain, AcceptedOffline, Reversed, Refunded, QrToScan, RefundFlow, Diagnostics.
+        assert_eq!(kinds.len(), 15);
     }
 }

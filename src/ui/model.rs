@@ -81,8 +81,49 @@ pub enum DeclineReason {
     FaceNotRecognised,
     /// The account or card is frozen, closed or not allowed here.
     AccountRestricted,
+    /// A 云闪付 无感支付 contract charge the terminal would not take (see [`ContractRefusal`]).
+    ContractRefused(ContractRefusal),
     /// The gateway's own words, shown as given (short, for the customer).
     Other(String),
+}
+
+/// Why a kiosk's 云闪付 无感支付 (contract) charge was not taken, in kinds a customer can act
+/// on. The screen shows a short text for each; the full message is in the kiosk's API answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ContractRefusal {
+    /// Offline contract charges are not enabled on this terminal.
+    OfflineDisabled,
+    /// The terminal does not know the customer's contract.
+    UnknownContract,
+    /// The customer cancelled the contract in the 云闪付 app.
+    ContractCancelled,
+    /// The customer has unpaid 云闪付 orders to settle first.
+    Arrears,
+    /// The network is down and the contract was not confirmed recently enough to trust it.
+    NotConfirmedRecently,
+    /// Offline, the charge would take the customer above their offline limit.
+    CustomerLimit,
+    /// Offline, the terminal's total of offline charges is full.
+    TerminalLimit,
+    /// The network has been down too long to accept more offline charges.
+    OfflineTooLong,
+    /// Any other reason the charge could not be taken now (the platform refused it, the
+    /// terminal could not take it); nothing was charged.
+    Unavailable,
+}
+
+impl ContractRefusal {
+    pub const ALL: [ContractRefusal; 9] = [
+        ContractRefusal::OfflineDisabled,
+        ContractRefusal::UnknownContract,
+        ContractRefusal::ContractCancelled,
+        ContractRefusal::Arrears,
+        ContractRefusal::NotConfirmedRecently,
+        ContractRefusal::CustomerLimit,
+        ContractRefusal::TerminalLimit,
+        ContractRefusal::OfflineTooLong,
+        ContractRefusal::Unavailable,
+    ];
 }
 
 /// The steps of a face payment, in the order a customer meets them.
@@ -199,6 +240,11 @@ pub enum Screen {
     },
     /// The outcome is unknown: it is journaled and being settled. Do not charge again.
     Uncertain {
+        amount_fen: u64,
+    },
+    /// A 云闪付 contract charge accepted while the network is down: it is stored and charged to
+    /// the customer's contract when the network returns. The customer may go; not an error.
+    AcceptedOffline {
         amount_fen: u64,
     },
     /// The payment was cancelled or reversed; `refunded` says whether money had moved and was

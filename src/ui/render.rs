@@ -298,6 +298,7 @@ enum Icon {
     Phone,
     Dots,
     Undo,
+    Clock,
 }
 
 /// One piece of a screen's body, stacked top to bottom.
@@ -423,7 +424,16 @@ fn build_body(lay: &Layout, screen: &Screen, status: &StatusBar) -> Body {
             B::Title(s(&text::DECLINED), RED),
             B::Amount(amount_text(*amount_fen), FG),
             B::Strong(text::decline_reason(reason, l), FG),
-            B::Text(s(&text::DECLINED_HINT), MUTED),
+            // A refused contract charge already says what to do next (pay with a code), and
+            // is met offline, under the banner: the short hint keeps it on small screens.
+            B::Text(
+                if matches!(reason, DeclineReason::ContractRefused(_)) {
+                    s(&text::CANCELLED_HINT)
+                } else {
+                    s(&text::DECLINED_HINT)
+                },
+                MUTED,
+            ),
         ],
         Screen::Uncertain { amount_fen } => vec![
             B::Icon(Icon::Warn, AMBER),
@@ -431,6 +441,14 @@ fn build_body(lay: &Layout, screen: &Screen, status: &StatusBar) -> Body {
             B::Amount(amount_text(*amount_fen), FG),
             B::Strong(s(&text::UNCERTAIN), FG),
             B::Text(s(&text::UNCERTAIN_HINT), MUTED),
+        ],
+        // Calm blue, not an outcome colour: the goods may go, the money follows later.
+        Screen::AcceptedOffline { amount_fen } => vec![
+            B::Icon(Icon::Clock, BLUE),
+            B::Title(s(&text::ACCEPTED_OFFLINE), BLUE),
+            B::Amount(amount_text(*amount_fen), FG),
+            B::Strong(s(&text::ACCEPTED_OFFLINE_WHEN), FG),
+            B::Text(s(&text::ACCEPTED_OFFLINE_HINT), MUTED),
         ],
         Screen::Reversed {
             amount_fen,
@@ -1053,6 +1071,13 @@ where
             line(p(28, 46), p(27, 30)).draw(d)?;
             line(p(28, 46), p(42, 42)).draw(d)?;
         }
+        Icon::Clock => {
+            Circle::with_center(p(50, 50), size * 58 / 100)
+                .into_styled(PrimitiveStyle::with_stroke(white, stroke))
+                .draw(d)?;
+            line(p(50, 50), p(50, 31)).draw(d)?;
+            line(p(50, 50), p(64, 58)).draw(d)?;
+        }
     }
     Ok(())
 }
@@ -1308,6 +1333,56 @@ mod tests {
         let Ok(()) = draw_status_bar(&mut f, &lay, &st);
         let e = ellipsize(&lay.small, &st.merchant, 100);
         assert!(e.ends_with('…') && lay.small.width(&e) <= 100);
+    }
+
+    /// Every refusal of a contract charge and the accepted-offline words are shown whole (no
+    /// line cut with "…") and with glyphs, at every snapshot size and in both languages.
+    #[test]
+    fn contract_charge_texts_fit_every_screen() {
+        for &size in crate::ui::SNAPSHOT_SIZES {
+            for l in Locale::ALL {
+                let lay = Layout::new(size, l);
+                let width = lay.w - 2 * lay.pad;
+                let mut strong: Vec<String> = ContractRefusal::ALL
+                    .iter()
+                    .map(|r| text::decline_reason(&DeclineReason::ContractRefused(*r), l))
+                    .collect();
+                strong.push(lay.t(&text::ACCEPTED_OFFLINE_WHEN).into());
+                for t in &strong {
+                    assert!(lay.strong.wrap(t, width).len() <= 3, "{size:?} {t}");
+                    assert!(lay.strong.covers(t), "{size:?} {t}");
+                }
+                let hint = lay.t(&text::ACCEPTED_OFFLINE_HINT);
+                assert!(lay.body.wrap(hint, width).len() <= 3, "{size:?} {hint}");
+                assert!(lay.body.covers(hint) && lay.title.covers(lay.t(&text::ACCEPTED_OFFLINE)));
+                // Both screens are met while offline: under the banner, the whole stack fits
+                // (nothing drawn past the bottom edge), whichever refusal is shown.
+                let mut st = status();
+                st.online = false;
+                let mut f = Frame::new(size.0, size.1);
+                let Ok(banner) = draw_offline_banner(&mut f, &lay, lay.status_h);
+                let room = lay.h - lay.status_h - banner - lay.pad;
+                let mut screens = vec![Screen::AcceptedOffline { amount_fen: 2850 }];
+                screens.extend(ContractRefusal::ALL.iter().map(|r| Screen::Declined {
+                    amount_fen: 2850,
+                    reason: DeclineReason::ContractRefused(*r),
+                }));
+                for screen in &screens {
+                    let body = build_body(&lay, screen, &st);
+                    assert!(body.footer.is_none());
+                    let heights: Vec<u32> = body
+                        .blocks
+                        .iter()
+                        .map(|b| block_height(&lay, b, width))
+                        .collect();
+                    let used: u32 = heights.iter().sum();
+                    assert!(
+                        used <= room,
+                        "{size:?} {l:?} {screen:?}: {heights:?} > {room}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

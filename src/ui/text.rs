@@ -4,7 +4,7 @@
 //! plain words, never a gateway's error code. This file holds only words; where they go on the
 //! screen is decided in `render.rs`.
 
-use super::model::{DeclineReason, FaceStep, Locale, Wallet};
+use super::model::{ContractRefusal, DeclineReason, FaceStep, Locale, Wallet};
 
 /// A fixed text in both languages.
 pub(crate) struct T {
@@ -80,6 +80,17 @@ t!(
     UNCERTAIN_HINT,
     "结果将自动核实：若已扣款会完成交易，若未成功会自动撤销",
     "It is being settled automatically: kept if paid, undone if not"
+);
+t!(ACCEPTED_OFFLINE, "已受理", "Accepted");
+t!(
+    ACCEPTED_OFFLINE_WHEN,
+    "网络恢复后自动扣款",
+    "Charged when back online"
+);
+t!(
+    ACCEPTED_OFFLINE_HINT,
+    "从您的云闪付免密支付扣款，无需再次付款",
+    "From your UnionPay contract. No need to pay again"
 );
 t!(CANCELLED, "交易已撤销", "Payment cancelled");
 t!(CANCELLED_HINT, "未扣款", "No money was taken");
@@ -241,9 +252,53 @@ pub(crate) fn decline_reason(r: &DeclineReason, l: Locale) -> String {
             zh: "账户或卡片暂不可用，请联系发卡行或换一种支付方式",
             en: "Your account or card cannot be used now. Please use another way to pay",
         },
+        DeclineReason::ContractRefused(r) => contract_refusal(*r),
         DeclineReason::Other(words) => return words.clone(),
     };
     t.get(l).to_string()
+}
+
+/// A refused contract charge, short enough for the smallest screen; the kiosk's API answer
+/// carries the full message (with the amounts and limits).
+pub(crate) fn contract_refusal(r: ContractRefusal) -> T {
+    match r {
+        ContractRefusal::OfflineDisabled => T {
+            zh: "本机暂不支持离线免密支付，请使用付款码",
+            en: "Offline payment is off here. Please use a pay code",
+        },
+        ContractRefusal::UnknownContract => T {
+            zh: "未找到您的免密支付协议，请使用付款码",
+            en: "Your contract is unknown here. Please use a pay code",
+        },
+        ContractRefusal::ContractCancelled => T {
+            zh: "您的免密支付协议已解约，请使用付款码",
+            en: "Your UnionPay contract was cancelled. Please use a pay code",
+        },
+        ContractRefusal::Arrears => T {
+            zh: "您有未支付的云闪付订单，请先在云闪付中支付",
+            en: "Please pay your unpaid UnionPay orders in the app first",
+        },
+        ContractRefusal::NotConfirmedRecently => T {
+            zh: "网络中断，暂无法确认您的协议，请使用付款码",
+            en: "Your contract cannot be checked offline. Please use a pay code",
+        },
+        ContractRefusal::CustomerLimit => T {
+            zh: "已达到您的离线消费额度，请使用付款码",
+            en: "Over your offline limit. Please use a pay code",
+        },
+        ContractRefusal::TerminalLimit => T {
+            zh: "本机离线消费额度已满，请使用付款码",
+            en: "This terminal's offline limit is full. Please use a pay code",
+        },
+        ContractRefusal::OfflineTooLong => T {
+            zh: "网络中断时间过长，暂停离线消费，请使用付款码",
+            en: "Offline too long for contract payment. Please use a pay code",
+        },
+        ContractRefusal::Unavailable => T {
+            zh: "暂时无法免密支付，未扣款，请使用付款码",
+            en: "Contract payment is not possible now. Please use a pay code",
+        },
+    }
 }
 
 pub(crate) fn seconds_left(s: u32, l: Locale) -> String {
