@@ -86,6 +86,8 @@ pub struct Shared {
     pub online: AtomicBool,
     /// False after SIGTERM.
     pub accepting: AtomicBool,
+    /// Set on SIGTERM: every engine stops its attempts at the next safe point (state durable).
+    pub stop: Arc<AtomicBool>,
     /// The wall clock jumped against the monotonic clock: sales are frozen.
     pub clock_suspect: AtomicBool,
     /// Payments running on blocking threads.
@@ -119,6 +121,7 @@ impl Shared {
             ready: AtomicBool::new(false),
             online: AtomicBool::new(true),
             accepting: AtomicBool::new(true),
+            stop: Arc::new(AtomicBool::new(false)),
             clock_suspect: AtomicBool::new(false),
             inflight: AtomicUsize::new(0),
             heartbeat: AtomicI64::new(util::now_ms()),
@@ -139,7 +142,7 @@ impl Shared {
         let j = Journal::connect(&self.journal_path)?;
         let g = read(&self.gateways).clone();
         let s = read(&self.settings).clone();
-        Ok(Engine::new(j, g, s))
+        Ok(Engine::new(j, g, s).stop_when(self.stop.clone()))
     }
 
     /// Why a new sale cannot start now, if it cannot.
@@ -361,8 +364,10 @@ pub async fn run(
     }
     sdnotify::notify("STOPPING=1\nSTATUS=finishing in-flight payments");
     shared.accepting.store(false, Ordering::SeqCst);
-    // In-flight payments persist every step; give them a moment to reach a resting state.
-    // Whatever is still open is picked up by recovery at the next start.
+    // In-flight payments persist every step and stop at their next wait (or after the gateway
+    // call in flight); recovery resumes them at the next start. Without this they ran their
+    // whole query schedule, and the runtime's exit waited for them past systemd's stop timeout.
+    shared.stop.store(true, Ordering::SeqCst);
     for _ in 0..100 {
         if shared.inflight.load(Ordering::SeqCst) == 0 {
             break;

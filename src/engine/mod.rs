@@ -11,6 +11,7 @@ pub mod recovery;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rand::Rng;
@@ -197,6 +198,9 @@ pub struct Engine {
     journal: Journal,
     gateways: Gateways,
     settings: Settings,
+    /// Set when the process is stopping (the daemon's SIGTERM): attempts stop at their next wait
+    /// or housekeeping request, their state already durable, and recovery resumes them later.
+    stop: Option<Arc<AtomicBool>>,
 }
 
 /// Makes order numbers of the form TERMINAL + yyMMddHHmmss + 4 random digits (≤ 28 chars).
@@ -218,6 +222,34 @@ impl Engine {
             journal,
             gateways,
             settings,
+            stop: None,
+        }
+    }
+
+    /// The same engine, stopping its attempts at a safe point once `flag` is set.
+    pub fn stop_when(mut self, flag: Arc<AtomicBool>) -> Engine {
+        self.stop = Some(flag);
+        self
+    }
+
+    /// Whether the process is stopping: no new waits and no housekeeping requests.
+    pub fn stopping(&self) -> bool {
+        self.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst))
+    }
+
+    /// Sleeps for `d`, in slices when a stop may be requested, so it is seen within 100 ms.
+    fn pause(&self, d: Duration) {
+        let Some(flag) = &self.stop else {
+            std::thread::sleep(d);
+            return;
+        };
+        let until = std::time::Instant::now() + d;
+        while !flag.load(Ordering::SeqCst) {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(100)));
         }
     }
 
@@ -414,13 +446,18 @@ impl Engine {
                         return Ok(row);
                     }
                     let wait = t - now;
-                    if wait > patience.max_wait_ms {
+                    if wait > patience.max_wait_ms || self.stopping() {
                         return Ok(row);
                     }
-                    std::thread::sleep(Duration::from_millis(wait.max(1) as u64));
+                    self.pause(Duration::from_millis(wait.max(1) as u64));
                     continue;
                 }
                 Next::Commit(step) => self.commit(&row, &step, &StepExtra::default(), now, observe),
+                // Stopping: a query, cancel or refund is redone by recovery after the restart;
+                // only a sale's own pay request (its code exists nowhere else) still goes out.
+                Next::Send(op) if self.stopping() && (op != Op::Pay || credential.is_none()) => {
+                    return Ok(row);
+                }
                 Next::Send(op) => {
                     let reply = self.send(&gw, &row, op, credential)?;
                     if op == Op::Pay {
@@ -728,6 +765,9 @@ impl Engine {
 
     /// Re-sends a refund whose outcome is unknown (same number: the gateway refunds once).
     pub fn settle_refund(&mut self, refund: &RefundRow) -> Result<RefundRow, EngineError> {
+        if self.stopping() {
+            return Ok(refund.clone());
+        }
         let q = self.refund_query(&refund.out_refund_no)?;
         if q.state == RefundState::Unknown || q.state == RefundState::Intent {
             let row = self.journal.attempt(refund.attempt_id)?;

@@ -390,3 +390,155 @@ impl Env {
         self.post("/_sandbox/clock", &format!(r#"{{"rate": {rate}}}"#));
     }
 }
+
+// ---- the daemon under test, for the kill soak and the signal tests ----
+
+/// A loopback port that was free a moment ago (the daemon's ECR API keeps it across restarts,
+/// so clients find it again).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A running `payterm run` of an environment.
+pub struct Daemon {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`, the ECR API.
+    pub ecr: String,
+}
+
+impl Env {
+    /// Starts `payterm run` with its ECR API on `port` (stderr to `daemon-N.log` in the test's
+    /// directory, so a failing test can show it). Does not wait for it to be ready.
+    pub fn spawn_daemon(&self, port: u16) -> Daemon {
+        static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = std::fs::File::create(self.dir.path().join(format!("daemon-{n}.log")))
+            .expect("daemon log");
+        let child = self
+            .cmd()
+            .env_remove("PAYTERM_FAILPOINT")
+            .env("PAYTERM_LOG", "warn")
+            .current_dir(self.dir.path())
+            .args([
+                "run",
+                "--ecr-listen",
+                &format!("127.0.0.1:{port}"),
+                "--mirror-listen",
+                "127.0.0.1:0",
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start payterm run");
+        Daemon {
+            child,
+            ecr: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+/// An HTTP client for the ECR API that returns 4xx/5xx as values and gives up after `timeout`.
+pub fn ecr_agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(timeout))
+            .build(),
+    )
+}
+
+/// One ECR call: `Ok((status, body))`, or `Err` when the daemon could not be reached or did not
+/// answer (which a cash register must treat as "unknown").
+pub fn ecr_call(
+    agent: &ureq::Agent,
+    url: &str,
+    body: Option<&Value>,
+) -> Result<(u16, Value), String> {
+    let r = match body {
+        Some(b) => agent
+            .post(url)
+            .header("Content-Type", "application/json")
+            .send(b.to_string()),
+        None => agent.get(url).call(),
+    };
+    let mut r = r.map_err(|e| e.to_string())?;
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().map_err(|e| e.to_string())?;
+    Ok((
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    ))
+}
+
+impl Daemon {
+    /// Waits until the daemon takes payments (start-up recovery done); false on timeout or exit.
+    pub fn wait_ready(&mut self, timeout: Duration) -> bool {
+        let agent = ecr_agent(Duration::from_secs(2));
+        let t = Instant::now();
+        while t.elapsed() < timeout {
+            if let Ok((200, _)) = ecr_call(&agent, &format!("{}/v1/health", self.ecr), None) {
+                return true;
+            }
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// Sends a signal (`libc::SIGTERM`, `libc::SIGKILL` …) to the daemon.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// Waits for the daemon to exit; `None` if it is still running after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let t = Instant::now();
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            if t.elapsed() >= timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL, and reaps the process.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.kill9();
+        }
+    }
+}
+
+impl Env {
+    /// I5 for many codes at once: none of `secrets` appears in any file of the test's directory
+    /// (journal, WAL, logs).
+    pub fn assert_no_secrets(&self, secrets: &[String]) {
+        for entry in std::fs::read_dir(self.dir.path()).unwrap().flatten() {
+            let bytes = std::fs::read(entry.path()).unwrap_or_default();
+            let hay = String::from_utf8_lossy(&bytes);
+            for s in secrets {
+                assert!(
+                    !hay.contains(s.as_str()),
+                    "{} contains a full payment code",
+                    entry.path().display()
+                );
+            }
+        }
+    }
+}
