@@ -75,7 +75,21 @@ pub enum SaleCmd {
         order_id: String,
         result: Result<(u64, String), String>,
     },
+    /// A kiosk's 云闪付 contract charge takes the counter, and the screen shows it processing.
+    /// `Err` (why) while a sale is at the counter; `Ok(ticket)` names it in `ContractDone`.
+    ContractBegin {
+        order_id: Option<String>,
+        amount_fen: u64,
+        reply: oneshot::Sender<Result<u64, String>>,
+    },
+    /// The contract charge `ticket` ended: its outcome is shown as a sale's would be (`None`:
+    /// nothing to show, the counter is free again).
+    ContractDone { ticket: u64, screen: Option<Screen> },
 }
+
+/// The longest a contract charge holds the counter without reporting back. Its answer always
+/// comes (a dropped request reports too); this only bounds a lost one.
+const CONTRACT_HOLD_MAX: Duration = Duration::from_secs(300);
 
 enum Phase {
     Idle,
@@ -97,6 +111,13 @@ enum Phase {
         screen: Screen,
         until: Instant,
     },
+    /// A kiosk's contract charge runs in the ECR API; the counter waits for its outcome.
+    Contract {
+        ticket: u64,
+        order_id: Option<String>,
+        amount_fen: u64,
+        until: Instant,
+    },
     Diagnostics,
     Refund(RefundStep),
 }
@@ -110,6 +131,8 @@ pub struct Controller {
     phase: Phase,
     self_tx: Option<mpsc::Sender<SaleCmd>>,
     code_wait: Duration,
+    /// The last contract charge's ticket.
+    contract_ticket: u64,
 }
 
 /// Builds the screens the board asks for. The web mirror (if any) is served here too; its URL is
@@ -188,6 +211,7 @@ impl Controller {
             phase: Phase::Idle,
             self_tx: None,
             code_wait: Duration::from_secs(60),
+            contract_ticket: 0,
         }
     }
 
@@ -263,6 +287,9 @@ impl Controller {
                 Some(ev) => running_screen(ev),
             },
             Phase::Showing { screen, .. } => screen.clone(),
+            Phase::Contract { amount_fen, .. } => Screen::Processing {
+                amount_fen: *amount_fen,
+            },
             Phase::Refund(step) => Screen::RefundFlow(step.clone()),
             Phase::Diagnostics => Screen::Diagnostics {
                 items: self.diagnostics(),
@@ -349,6 +376,10 @@ impl Controller {
                 Some(sale.order_id.clone())
             }
             Phase::Running { order_id, .. } => Some(order_id.clone()),
+            Phase::Contract { order_id, .. } => Some(format!(
+                "{} (a 云闪付 contract charge)",
+                order_id.as_deref().unwrap_or("-")
+            )),
             _ => None,
         }
     }
@@ -381,6 +412,49 @@ impl Controller {
                     _ => None,
                 };
                 let _ = reply.send(ev);
+            }
+            SaleCmd::ContractBegin {
+                order_id,
+                amount_fen,
+                reply,
+            } => {
+                // The same rule as a sale from the ECR API: whatever is at the counter and has
+                // not reached an outcome keeps it.
+                let r = match self.busy_with() {
+                    Some(o) => Err(format!(
+                        "the terminal is busy with order {o}; try again when it is done"
+                    )),
+                    None => {
+                        self.contract_ticket += 1;
+                        Ok(self.contract_ticket)
+                    }
+                };
+                let ticket = r.as_ref().ok().copied();
+                // Only a request still waiting for the answer takes the counter.
+                if reply.send(r).is_ok()
+                    && let Some(ticket) = ticket
+                {
+                    self.phase = Phase::Contract {
+                        ticket,
+                        order_id,
+                        amount_fen,
+                        until: Instant::now() + CONTRACT_HOLD_MAX,
+                    };
+                }
+            }
+            SaleCmd::ContractDone { ticket, screen } => {
+                if !matches!(&self.phase, Phase::Contract { ticket: t, .. } if *t == ticket) {
+                    return;
+                }
+                match screen {
+                    Some(screen) => {
+                        if let Some(i) = indication_for(&screen) {
+                            self.indicate(i);
+                        }
+                        self.show_for(screen, 6);
+                    }
+                    None => self.phase = Phase::Idle,
+                }
             }
             SaleCmd::RefundDone { order_id, result } => {
                 if !matches!(&self.phase, Phase::Refund(RefundStep::Processing { order, .. }) if *order == order_id)
@@ -692,6 +766,10 @@ impl Controller {
                 self.abandon("no payment code was shown in time")
             }
             Phase::Showing { until, .. } if Instant::now() >= *until => self.phase = Phase::Idle,
+            Phase::Contract { until, .. } if Instant::now() >= *until => {
+                tracing::warn!("a contract charge never reported its outcome; the counter is free");
+                self.phase = Phase::Idle
+            }
             _ => {}
         }
     }
@@ -1052,8 +1130,19 @@ fn ui_wallet(w: Option<&str>) -> crate::ui::model::Wallet {
     }
 }
 
+/// The lights and beeper for an outcome screen, as a sale's outcome would have them.
+fn indication_for(screen: &Screen) -> Option<Indication> {
+    match screen {
+        // Accepted offline: the customer may take the goods, the same as paid.
+        Screen::Paid { .. } | Screen::AcceptedOffline { .. } => Some(Indication::Paid),
+        Screen::Declined { .. } | Screen::Reversed { .. } => Some(Indication::Declined),
+        Screen::Uncertain { .. } => Some(Indication::Attention),
+        _ => None,
+    }
+}
+
 /// The gateway's words mapped to what a customer can act on.
-fn decline_reason(note: &str) -> DeclineReason {
+pub(crate) fn decline_reason(note: &str) -> DeclineReason {
     let n = note.to_ascii_uppercase();
     if n.contains("NOTENOUGH") || note.contains("余额不足") {
         DeclineReason::InsufficientFunds

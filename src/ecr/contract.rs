@@ -11,6 +11,11 @@
 //! customer. The notice handler only verifies and records (the signature is the
 //! authentication; nothing changes when it does not verify). Nothing here decides about money:
 //! [`offline`] and the engine do.
+//!
+//! The customer stands at the kiosk watching its screen, which the sale controller owns: a charge
+//! takes the controller's counter for as long as it runs (shown as processing; refused with
+//! `busy` while a sale is there, before anything is looked up with 云闪付) and hands back the
+//! screen of its outcome, shown for as long as a sale's.
 
 use std::sync::atomic::Ordering;
 
@@ -19,16 +24,19 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
 
 use super::{Api, ApiError, bad, valid_order_id};
-use crate::core::AttemptState;
 use crate::core::money::Amount;
+use crate::core::{AttemptState, ReverseAction};
+use crate::daemon::sale::{SaleCmd, decline_reason};
 use crate::daemon::{PaymentEvent, read};
 use crate::engine::EngineError;
 use crate::engine::offline::{self, Charge, ContractError, OfflineRefusal};
 use crate::gateway::upapi::{UpapiError, notice_reply};
 use crate::journal::offline::{DeductionRow, DeductionState};
 use crate::journal::{AttemptRow, JournalError};
+use crate::ui::model::{ContractRefusal, DeclineReason, Screen, Wallet as UiWallet};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,6 +67,111 @@ fn refusal_code(r: &OfflineRefusal) -> &'static str {
         OfflineRefusal::PerCustomer { .. } => "over_customer_limit",
         OfflineRefusal::Total { .. } => "over_terminal_limit",
         OfflineRefusal::TooOld { .. } => "offline_too_long",
+    }
+}
+
+/// The kind of a refusal the customer's screen names (the API answer has the full message).
+fn refusal_kind(r: &OfflineRefusal) -> ContractRefusal {
+    match r {
+        OfflineRefusal::Disabled => ContractRefusal::OfflineDisabled,
+        OfflineRefusal::UnknownContract => ContractRefusal::UnknownContract,
+        OfflineRefusal::Relieved => ContractRefusal::ContractCancelled,
+        OfflineRefusal::Arrears(_) => ContractRefusal::Arrears,
+        OfflineRefusal::Stale { .. } => ContractRefusal::NotConfirmedRecently,
+        OfflineRefusal::PerCustomer { .. } => ContractRefusal::CustomerLimit,
+        OfflineRefusal::Total { .. } => ContractRefusal::TerminalLimit,
+        OfflineRefusal::TooOld { .. } => ContractRefusal::OfflineTooLong,
+    }
+}
+
+/// What the customer at the kiosk sees once the charge is over.
+fn outcome_screen(amount: Amount, r: &Result<Charge, ContractError>) -> Screen {
+    let amount_fen = amount.fen();
+    let refused = |kind| Screen::Declined {
+        amount_fen,
+        reason: DeclineReason::ContractRefused(kind),
+    };
+    match r {
+        Ok(Charge::Offline { .. }) => Screen::AcceptedOffline { amount_fen },
+        Ok(Charge::Online { attempt }) => match attempt.machine.state {
+            AttemptState::Paid => Screen::Paid {
+                amount_fen,
+                wallet: UiWallet::UnionPay,
+            },
+            AttemptState::Failed => Screen::Declined {
+                amount_fen,
+                reason: decline_reason(&attempt.last_note),
+            },
+            AttemptState::Reversed => Screen::Reversed {
+                amount_fen,
+                refunded: attempt.machine.reverse_action == Some(ReverseAction::Refund),
+            },
+            // Not settled yet: the engine settles it; the customer must not pay again.
+            _ => Screen::Uncertain { amount_fen },
+        },
+        Err(ContractError::Refused(r)) => refused(refusal_kind(r)),
+        // Anything else was not charged (see `charge_error`).
+        Err(_) => refused(ContractRefusal::Unavailable),
+    }
+}
+
+/// The sale controller's counter, held by a running contract charge. Finishing shows the
+/// outcome; dropped unfinished (a panic on the charge's thread), it frees the counter.
+struct CounterTurn {
+    sales: mpsc::Sender<SaleCmd>,
+    ticket: u64,
+    finished: bool,
+}
+
+impl CounterTurn {
+    /// Takes the counter, or answers 409 `busy` while a sale is at it.
+    async fn take(api: &Api, amount: Amount, order_id: Option<&str>) -> Result<Self, ApiError> {
+        let stopping = || {
+            ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the terminal is stopping".into(),
+            )
+        };
+        let (tx, rx) = oneshot::channel();
+        api.sales
+            .send(SaleCmd::ContractBegin {
+                order_id: order_id.map(str::to_string),
+                amount_fen: amount.fen(),
+                reply: tx,
+            })
+            .await
+            .map_err(|_| stopping())?;
+        match rx.await {
+            Ok(Ok(ticket)) => Ok(CounterTurn {
+                sales: api.sales.clone(),
+                ticket,
+                finished: false,
+            }),
+            Ok(Err(why)) => Err(ApiError(StatusCode::CONFLICT, "busy", why)),
+            Err(_) => Err(stopping()),
+        }
+    }
+
+    /// Hands the counter back with the outcome's screen. Called on the charge's blocking
+    /// thread, where waiting for room in the channel is allowed.
+    fn finish(mut self, screen: Screen) {
+        self.finished = true;
+        let _ = self.sales.blocking_send(SaleCmd::ContractDone {
+            ticket: self.ticket,
+            screen: Some(screen),
+        });
+    }
+}
+
+impl Drop for CounterTurn {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.sales.try_send(SaleCmd::ContractDone {
+                ticket: self.ticket,
+                screen: None,
+            });
+        }
     }
 }
 
@@ -231,6 +344,9 @@ pub(super) async fn create(
             return Ok(axum::Json(charge_json(o, d.as_ref(), &rows)).into_response());
         }
     }
+    // Only a charge that is about to be taken shows on the screen: bad input and the same
+    // order again (answered above) leave whatever is there.
+    let turn = CounterTurn::take(&api, amount, req.order_id.as_deref()).await?;
     let shared = api.shared.clone();
     shared.inflight.fetch_add(1, Ordering::SeqCst);
     shared
@@ -258,6 +374,7 @@ pub(super) async fn create(
         if matches!(&result, Ok(Charge::Online { attempt }) if attempt.machine.state.needs_work()) {
             shared.kick_recovery();
         }
+        turn.finish(outcome_screen(amount, &result));
         result
     })
     .await
@@ -363,5 +480,50 @@ pub(super) async fn notify_get(
             tracing::error!("cancel notification not recorded: {e}");
             notice_answer(StatusCode::SERVICE_UNAVAILABLE, answer)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_show_their_own_kind_and_other_errors_show_not_charged() {
+        let a = Amount::from_fen(2_850);
+        let refusals = [
+            OfflineRefusal::Disabled,
+            OfflineRefusal::UnknownContract,
+            OfflineRefusal::Relieved,
+            OfflineRefusal::Arrears(2),
+            OfflineRefusal::Stale { minutes: 30 },
+            OfflineRefusal::PerCustomer {
+                would: Amount::from_fen(4_500),
+                limit: Amount::from_fen(4_000),
+            },
+            OfflineRefusal::Total {
+                limit: Amount::from_fen(7_000),
+            },
+            OfflineRefusal::TooOld { minutes: 90 },
+        ];
+        let kinds: std::collections::HashSet<ContractRefusal> =
+            refusals.iter().map(refusal_kind).collect();
+        assert_eq!(kinds.len(), refusals.len(), "one kind per refusal");
+        for r in refusals {
+            let kind = refusal_kind(&r);
+            assert_eq!(
+                outcome_screen(a, &Err(ContractError::Refused(r))),
+                Screen::Declined {
+                    amount_fen: 2_850,
+                    reason: DeclineReason::ContractRefused(kind),
+                }
+            );
+        }
+        assert_eq!(
+            outcome_screen(a, &Err(ContractError::BadAmount)),
+            Screen::Declined {
+                amount_fen: 2_850,
+                reason: DeclineReason::ContractRefused(ContractRefusal::Unavailable),
+            }
+        );
     }
 }
