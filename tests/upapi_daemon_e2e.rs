@@ -4,7 +4,9 @@
 //! contract customers through `POST /v1/contract-charges` — online while the uplink is up,
 //! offline within the limits while it is down (refused above them, with a stable code and the
 //! customer's message) — after which the daemon's own recovery loop settles every stored
-//! deduction and the journal equals the sandbox ledger.
+//! deduction and the journal equals the sandbox ledger. The kiosk's screen (the sim board's web
+//! mirror) shows each charge's outcome, and a charge is refused as `busy` while a sale waits at
+//! the counter.
 
 mod common;
 
@@ -13,6 +15,10 @@ use std::time::{Duration, Instant};
 
 use common::Env;
 use common::upapi::{assert_all_verified, sign, with_upapi};
+use payterm::core::money::Amount;
+use payterm::ui::{
+    ContractRefusal, DeclineReason, Frame, Locale, Screen, StatusBar, Wallet, draw_screen, png,
+};
 use serde_json::{Value, json};
 
 const LIMITS: &str = r#"enabled = true
@@ -75,11 +81,14 @@ unsafe extern "C" {
 struct Daemon {
     child: Option<Child>,
     ecr: String,
+    /// The sim board's screen, mirrored as a web page.
+    mirror: String,
 }
 
 impl Daemon {
     fn start(env: &Env) -> Daemon {
         let ecr_port = free_port();
+        let mirror_port = free_port();
         let log = std::fs::File::create(env.dir.path().join("daemon.log")).unwrap();
         let child = env
             .cmd()
@@ -88,7 +97,7 @@ impl Daemon {
                 "--ecr-listen",
                 &format!("127.0.0.1:{ecr_port}"),
                 "--mirror-listen",
-                &format!("127.0.0.1:{}", free_port()),
+                &format!("127.0.0.1:{mirror_port}"),
             ])
             .env("PAYTERM_LOG", "info")
             .stdout(Stdio::null())
@@ -98,6 +107,7 @@ impl Daemon {
         let d = Daemon {
             child: Some(child),
             ecr: format!("http://127.0.0.1:{ecr_port}"),
+            mirror: format!("http://127.0.0.1:{mirror_port}"),
         };
         let health = format!("{}/v1/health", d.ecr);
         wait_until("the daemon to be ready", 30, || {
@@ -118,6 +128,43 @@ impl Daemon {
             &self.url("/v1/contract-charges"),
             json!({"contract_id": contract, "amount": amount, "order_id": order}),
         )
+    }
+}
+
+impl Daemon {
+    /// Whether the screen shows `screen` now: the mirrored frame, below the status bar (whose
+    /// clock moves), equals `screen` drawn here, with or without the offline banner.
+    fn screen_is(&self, screen: &Screen) -> bool {
+        let Ok(mut r) = agent().get(format!("{}/frame.png", self.mirror)).call() else {
+            return false;
+        };
+        let Some(shown) = r
+            .body_mut()
+            .read_to_vec()
+            .ok()
+            .and_then(|b| png::decode_png(&b).ok())
+        else {
+            return false;
+        };
+        // Below the tallest status bar; the sim board's screen is 480x320.
+        let below = 40 * shown.width as usize * 3;
+        [true, false].into_iter().any(|online| {
+            let status = StatusBar {
+                merchant: "测试商户".into(),
+                time: String::new(),
+                online,
+                unsettled: 0,
+            };
+            let mut f = Frame::new(shown.width, shown.height);
+            let Ok(()) = draw_screen(&mut f, screen, &status, Locale::Zh);
+            f.to_rgb888().get(below..) == shown.rgb.get(below..)
+        })
+    }
+
+    fn wait_for_screen(&self, screen: &Screen) {
+        wait_until(&format!("the screen to show {screen:?}"), 10, || {
+            self.screen_is(screen)
+        });
     }
 }
 
@@ -290,6 +337,30 @@ fn kiosk_charges_online_then_offline_within_limits_and_the_daemon_settles_them()
     assert_eq!(v["amount_fen"], 1200);
     let online_no = v["out_trade_no"].as_str().unwrap().to_string();
     assert_eq!(env.ledger_order(&online_no).unwrap()["net_fen"], 1200);
+    d.wait_for_screen(&Screen::Paid {
+        amount_fen: 1200,
+        wallet: Wallet::UnionPay,
+    });
+    // A sale waiting at the counter for the customer's code keeps it: the kiosk's charge is
+    // refused as busy and nothing is recorded under its order; once the sale is gone it runs.
+    let (s, v) = post(
+        &d.url("/v1/payments"),
+        json!({"order_id": "K-SALE-1", "amount": "3.00"}),
+    );
+    assert_eq!(
+        (s, v["state"].as_str()),
+        (202, Some("WAITING_FOR_CODE")),
+        "{v}"
+    );
+    let (s, e) = d.charge(&c1, "1.00", "K-BUSY-1");
+    assert_eq!((s, e["error"]["code"].as_str()), (409, Some("busy")), "{e}");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("K-SALE-1"),
+        "{e}"
+    );
+    assert_eq!(get_json(&d.url("/v1/contract-charges/K-BUSY-1")).0, 404);
+    let (s, v) = post(&d.url("/v1/payments/K-SALE-1/cancel"), json!({}));
+    assert_eq!((s, v["state"].as_str()), (200, Some("ABANDONED")), "{v}");
     // The same order again is the same charge; another amount under it is refused.
     let (s, again) = d.charge(&c1, "12.00", "K-ON-1");
     assert_eq!(
@@ -356,6 +427,9 @@ fn kiosk_charges_online_then_offline_within_limits_and_the_daemon_settles_them()
         match expect {
             None => {
                 assert_eq!(s, 202, "{order}: {v}");
+                // The customer is told it is accepted and charged later, calmly.
+                let amount_fen = v["amount_fen"].as_u64().unwrap();
+                d.wait_for_screen(&Screen::AcceptedOffline { amount_fen });
                 assert_eq!(v["mode"], "offline", "{v}");
                 assert_eq!(v["state"], "STORED", "{v}");
                 assert_eq!(v["accepted"], true, "{v}");
@@ -371,6 +445,15 @@ fn kiosk_charges_online_then_offline_within_limits_and_the_daemon_settles_them()
                 let msg = v["error"]["message"].as_str().unwrap();
                 assert!(msg.contains(why), "{msg}");
                 assert!(msg.contains("please pay with a payment code"), "{msg}");
+                // The screen names the refusal's kind in short.
+                let kind = match code {
+                    "over_customer_limit" => ContractRefusal::CustomerLimit,
+                    _ => ContractRefusal::TerminalLimit,
+                };
+                d.wait_for_screen(&Screen::Declined {
+                    amount_fen: Amount::parse_yuan(amount).unwrap().fen(),
+                    reason: DeclineReason::ContractRefused(kind),
+                });
             }
         }
     }
