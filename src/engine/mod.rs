@@ -7,6 +7,7 @@
 //! outcome itself and never holds a payment code beyond the pay request that needs it.
 
 pub mod offline;
+pub mod preauth;
 pub mod recovery;
 
 use std::collections::BTreeMap;

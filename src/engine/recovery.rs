@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::{Engine, EngineError, Observer, Patience};
 use crate::core::machine::AttemptState;
-use crate::journal::RefundState;
+use crate::journal::{PreAuthState, RefundState};
 
 /// What one recovery pass did.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -23,6 +23,8 @@ pub struct RecoveryReport {
     pub attempts: Vec<(String, String, AttemptState, AttemptState)>,
     /// (out_refund_no, state after)
     pub refunds: Vec<(String, RefundState)>,
+    /// Pre-authorisation family operations (engine::preauth): (request_no, before, after).
+    pub preauths: Vec<(String, PreAuthState, PreAuthState)>,
     pub errors: Vec<String>,
 }
 
@@ -30,6 +32,7 @@ impl RecoveryReport {
     pub fn still_open(&self) -> usize {
         self.attempts.iter().filter(|a| a.3.needs_work()).count()
             + self.refunds.iter().filter(|r| !r.1.is_final()).count()
+            + self.preauths.iter().filter(|p| p.2.is_open()).count()
     }
 
     pub fn in_review(&self) -> usize {
@@ -37,6 +40,11 @@ impl RecoveryReport {
             .iter()
             .filter(|a| a.3 == AttemptState::ManualReview)
             .count()
+            + self
+                .preauths
+                .iter()
+                .filter(|p| p.2 == PreAuthState::Review)
+                .count()
     }
 }
 
@@ -83,6 +91,21 @@ impl Engine {
         observe: Observer<'_>,
     ) -> Result<RecoveryReport, EngineError> {
         self.recover_with(max_wait_ms, OfflineDrain::default(), observe)
+    }
+
+    /// [`Engine::recover_with`], then the pre-authorisation family's operations whose outcome is
+    /// unknown, resolved by their channels' queries (engine::preauth) — what `payterm recover`
+    /// runs.
+    pub fn recover_all(
+        &mut self,
+        max_wait_ms: i64,
+        offline: OfflineDrain,
+        preauth: &super::preauth::PreAuthChannels,
+        observe: Observer<'_>,
+    ) -> Result<RecoveryReport, EngineError> {
+        let mut report = self.recover_with(max_wait_ms, offline, observe)?;
+        self.settle_preauths(preauth, &mut report);
+        Ok(report)
     }
 
     /// [`Engine::recover`] with the offline deductions drained as `offline` says.
