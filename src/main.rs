@@ -288,6 +288,10 @@ struct BillArgs {
     /// authIdRespCd, the authorisation code.
     #[arg(long, default_value = "")]
     auth_code: String,
+    /// Our request number for the journal (8 to 40 letters or digits; a new one when absent).
+    /// The same number again never sends the operation twice. bill-query ignores it.
+    #[arg(long)]
+    request_no: Option<String>,
 }
 
 impl BillArgs {
@@ -318,8 +322,72 @@ enum ChinaumsCmd {
     BillQuery(BillArgs),
 }
 
+/// The original transaction of an ACP pre-authorisation follow-up.
+#[derive(clap::Args, Clone)]
+struct AcpOrig {
+    /// queryId of the original (the pre-authorisation, or the completion for its undo).
+    #[arg(long)]
+    orig_query_id: Option<String>,
+    /// orderId of the original (with --orig-txn-time).
+    #[arg(long)]
+    orig_order_id: Option<String>,
+    /// txnTime of the original, YYYYMMDDhhmmss.
+    #[arg(long)]
+    orig_txn_time: Option<String>,
+}
+
+impl AcpOrig {
+    fn to_args(&self) -> payterm::gateway::unionpay::cli::OrigArgs {
+        payterm::gateway::unionpay::cli::OrigArgs {
+            query_id: self.orig_query_id.clone(),
+            order_id: self.orig_order_id.clone(),
+            txn_time: self.orig_txn_time.clone(),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum AcpCmd {
+    /// QR pre-authorisation (02): holds an amount (yuan) on the customer's UnionPay code.
+    Preauth {
+        #[arg(long)]
+        amount: String,
+        /// The customer's code (qrNo); it is never stored.
+        #[arg(long, env = "PAYTERM_CODE", hide_env_values = true)]
+        code: String,
+        /// Our request number, the orderId (8 to 40 letters or digits; new when absent).
+        #[arg(long)]
+        request_no: Option<String>,
+    },
+    /// Pre-authorisation undo (32): releases the whole hold.
+    PreauthUndo {
+        #[command(flatten)]
+        orig: AcpOrig,
+        /// The pre-authorised amount (yuan).
+        #[arg(long)]
+        amount: String,
+        #[arg(long)]
+        request_no: Option<String>,
+    },
+    /// Pre-authorisation completion (03): takes an amount (yuan) from the hold.
+    PreauthComplete {
+        #[command(flatten)]
+        orig: AcpOrig,
+        #[arg(long)]
+        amount: String,
+        #[arg(long)]
+        request_no: Option<String>,
+    },
+    /// Completion undo (33): gives the whole completion back; the hold stands again.
+    PreauthCompleteUndo {
+        #[command(flatten)]
+        orig: AcpOrig,
+        /// The completed amount (yuan).
+        #[arg(long)]
+        amount: String,
+        #[arg(long)]
+        request_no: Option<String>,
+    },
     /// Verifies a saved ACP reply or notification step by step: exit 0 verified, 1 not.
     Verify {
         file: PathBuf,
@@ -332,6 +400,48 @@ enum AcpCmd {
         #[arg(long)]
         at: Option<String>,
     },
+}
+
+impl AcpCmd {
+    /// The pre-authorisation family's commands as (operation, original, amount, request number).
+    fn preauth(
+        &self,
+    ) -> Option<(
+        payterm::gateway::unionpay::cli::AcpPreAuthCmd,
+        payterm::gateway::unionpay::cli::OrigArgs,
+        &str,
+        &Option<String>,
+    )> {
+        use payterm::gateway::unionpay::cli::AcpPreAuthCmd as P;
+        Some(match self {
+            AcpCmd::Preauth {
+                amount,
+                code,
+                request_no,
+            } => (
+                P::PreAuth { code: code.clone() },
+                Default::default(),
+                amount,
+                request_no,
+            ),
+            AcpCmd::PreauthUndo {
+                orig,
+                amount,
+                request_no,
+            } => (P::Undo, orig.to_args(), amount, request_no),
+            AcpCmd::PreauthComplete {
+                orig,
+                amount,
+                request_no,
+            } => (P::Complete, orig.to_args(), amount, request_no),
+            AcpCmd::PreauthCompleteUndo {
+                orig,
+                amount,
+                request_no,
+            } => (P::CompleteUndo, orig.to_args(), amount, request_no),
+            AcpCmd::Verify { .. } => return None,
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -667,8 +777,9 @@ fn run(cli: Cli) -> Result<u8, Fail> {
             let mut e = engine(&cli, &cfg)?;
             let mut obs = |r: &AttemptRow, n: &str| out.progress(r, n);
             let drain = payterm::engine::recovery::OfflineDrain::from_config(&cfg);
+            let preauth = payterm::engine::preauth::PreAuthChannels::from_config(&cfg);
             let report = e
-                .recover_with(*max_wait_ms, drain, &mut obs)
+                .recover_all(*max_wait_ms, drain, &preauth, &mut obs)
                 .map_err(engine_err)?;
             for (order, no, before, after) in &report.attempts {
                 out.line(
@@ -680,6 +791,16 @@ fn run(cli: Cli) -> Result<u8, Fail> {
                 out.line(
                     format!("refund {no}: {}", st.as_str()),
                     json!({"event": "refund", "out_refund_no": no, "state": st}),
+                );
+            }
+            for (no, before, after) in &report.preauths {
+                out.line(
+                    format!(
+                        "pre-auth operation {no}: {} -> {}",
+                        before.as_str(),
+                        after.as_str()
+                    ),
+                    json!({"event": "preauth", "request_no": no, "from": before, "to": after}),
                 );
             }
             for err in &report.errors {
@@ -718,6 +839,21 @@ fn run(cli: Cli) -> Result<u8, Fail> {
             print!("{text}");
             Ok(code)
         }
+        Cmd::Acp { cmd } => {
+            let Some((op, orig, amount, request_no)) = cmd.preauth() else {
+                return Err(Fail(1, anyhow!("not a pre-authorisation command")));
+            };
+            let (code, value, human) = payterm::gateway::unionpay::cli::preauth_command(
+                &cli.config,
+                cli.journal.as_deref(),
+                op,
+                &orig,
+                amount,
+                request_no.clone(),
+            );
+            out.line(human, value);
+            Ok(code)
+        }
         Cmd::Reconcile { date } => {
             let (code, text) = payterm::gateway::unionpay::cli::reconcile_command(
                 &cli.config,
@@ -741,7 +877,13 @@ fn run(cli: Cli) -> Result<u8, Fail> {
                 ChinaumsCmd::PreauthCompleteCancel(b) => (BillOp::PreAuthCompleteCancel, b),
                 ChinaumsCmd::BillQuery(b) => (BillOp::Query, b),
             };
-            let (code, value, human) = bill_command(&cli.config, op, bill.to_ref());
+            let (code, value, human) = bill_command(
+                &cli.config,
+                cli.journal.as_deref(),
+                op,
+                bill.to_ref(),
+                bill.request_no.clone(),
+            );
             out.line(human, value);
             Ok(code)
         }
@@ -1043,12 +1185,13 @@ fn journal_cmd(cli: &Cli, out: &Out, cmd: &JournalCmd) -> Result<u8, Fail> {
     let j = Journal::open(&path)?;
     match cmd {
         JournalCmd::List { open, review, date } => {
-            let rows = j.list(&ListFilter {
+            let filter = ListFilter {
                 open: *open,
                 review: *review,
                 date: date.clone(),
                 limit: None,
-            })?;
+            };
+            let rows = j.list(&filter)?;
             if !out.json {
                 println!(
                     "{:<20} {:<28} {:>10} {:<15} {:<10} order",
@@ -1069,9 +1212,67 @@ fn journal_cmd(cli: &Cli, out: &Out, cmd: &JournalCmd) -> Result<u8, Fail> {
                     serde_json::to_value(a).unwrap_or_default(),
                 );
             }
+            // The pre-authorisation family's operations (engine::preauth), under the same
+            // filters: --open the unresolved ones, --review those and the ones for a person.
+            let ops = j.preauth_list(&filter)?;
+            if !ops.is_empty() && !out.json {
+                println!("pre-authorisation operations:");
+            }
+            for p in &ops {
+                out.line(
+                    format!(
+                        "{:<20} {:<28} {:>10} {:<15} {}/{} {} {}",
+                        util::beijing_human(p.created_ms),
+                        p.request_no,
+                        p.amount.to_string(),
+                        p.state.as_str(),
+                        p.gateway,
+                        p.operation.as_str(),
+                        p.target_key,
+                        p.last_note
+                    ),
+                    json!({"preauth": p}),
+                );
+            }
             Ok(0)
         }
         JournalCmd::Show { order } => {
+            // A pre-authorisation operation's request number: the operation and its history.
+            if let Some(p) = j.preauth_by_request_no(order)? {
+                let history = j.preauth_history(p.op_id)?;
+                if out.json {
+                    out.line("", json!({"preauth": p, "history": history}));
+                    return Ok(0);
+                }
+                println!(
+                    "{} {} via {} on {}: {} yuan, state {}{}",
+                    p.request_no,
+                    p.operation.describe(),
+                    p.gateway,
+                    p.target_key,
+                    p.amount,
+                    p.state.as_str(),
+                    p.chan_ref
+                        .as_ref()
+                        .map(|c| format!(", channel ref {c}"))
+                        .unwrap_or_default()
+                );
+                for ev in &history {
+                    println!(
+                        "  {} {:>8} -> {:<8} {}{}",
+                        util::beijing_human(ev.at_ms),
+                        ev.from_state.as_deref().unwrap_or("-"),
+                        ev.to_state,
+                        ev.note,
+                        if ev.detail.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", ev.detail)
+                        }
+                    );
+                }
+                return Ok(0);
+            }
             let rows = j.find(order)?;
             for a in &rows {
                 let refunds = j.refunds_for(a.attempt_id)?;

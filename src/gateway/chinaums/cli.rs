@@ -2,7 +2,9 @@
 //!
 //! Loads the configuration, builds the client and runs one call; returns the exit code
 //! (0 done, 1 bad input or configuration, 2 refused by ChinaUMS, 3 outcome unknown), a JSON
-//! value and a sentence for people. It prints nothing itself.
+//! value and a sentence for people. It prints nothing itself. The three operations that move
+//! money go through engine::preauth: journaled before sending, resolved by `payterm recover`
+//! when the reply is lost, never sent twice under one request number; `bill-query` only reads.
 
 use std::path::Path;
 
@@ -42,8 +44,15 @@ fn client(config: &Path) -> Result<ChinaUms, String> {
     ChinaUms::from_config(&cfg, &c).map_err(|e| e.to_string())
 }
 
-/// Runs one bills call.
-pub fn bill_command(config: &Path, op: BillOp, r: PreAuthRef) -> (u8, Value, String) {
+/// Runs one bills call; `journal` overrides the configured journal, `request_no` is our number
+/// for the operation (a new one when absent).
+pub fn bill_command(
+    config: &Path,
+    journal: Option<&Path>,
+    op: BillOp,
+    r: PreAuthRef,
+    request_no: Option<String>,
+) -> (u8, Value, String) {
     let name = op.name();
     let fail = |code: u8, why: String| {
         (
@@ -54,6 +63,9 @@ pub fn bill_command(config: &Path, op: BillOp, r: PreAuthRef) -> (u8, Value, Str
     };
     if let Err(e) = r.check() {
         return fail(1, e.to_string());
+    }
+    if !matches!(op, BillOp::Query) {
+        return journaled(config, journal, name, &op, &r, request_no);
     }
     let ums = match client(config) {
         Ok(c) => c,
@@ -92,4 +104,49 @@ pub fn bill_command(config: &Path, op: BillOp, r: PreAuthRef) -> (u8, Value, Str
             ),
         ),
     }
+}
+
+/// A money-moving bills operation through the journal (engine::preauth).
+fn journaled(
+    config: &Path,
+    journal: Option<&Path>,
+    name: &str,
+    op: &BillOp,
+    r: &PreAuthRef,
+    request_no: Option<String>,
+) -> (u8, Value, String) {
+    use crate::engine::preauth::{PreAuthError, bill_plan, command_result, run};
+    use crate::journal::{Journal, PreAuthOp};
+    let bad = |e: String| command_result(name, Err(PreAuthError::BadInput(e)));
+    let (kind, amount) = match op {
+        BillOp::PreAuthCancel => (PreAuthOp::Cancel, Amount::from_fen(0)),
+        BillOp::PreAuthCompleteCancel => (PreAuthOp::CompleteCancel, Amount::from_fen(0)),
+        BillOp::PreAuthComplete { amount } => match Amount::parse_yuan(amount) {
+            Ok(a) => (PreAuthOp::Complete, a),
+            Err(e) => return bad(e.to_string()),
+        },
+        BillOp::Query => return bad("bill-query is not journaled".into()),
+    };
+    let plan = match bill_plan(kind, r, amount) {
+        Ok(p) => p,
+        Err(e) => return command_result(name, Err(e)),
+    };
+    let cfg = match crate::config::Config::load(config) {
+        Ok(c) => c,
+        Err(e) => return bad(e.to_string()),
+    };
+    let ums = match client(config) {
+        Ok(c) => c,
+        Err(e) => return bad(e),
+    };
+    if ums.config().bills.is_none() {
+        return bad("[gateways.chinaums.bills] (mid, tid, inst_mid) is not configured".into());
+    }
+    let path = journal.map_or_else(|| cfg.journal_path(), Path::to_path_buf);
+    let mut j = match Journal::open(&path) {
+        Ok(j) => j,
+        Err(e) => return bad(e.to_string()),
+    };
+    let r = run(&mut j, &ums, plan, request_no, &cfg.file.terminal.id, None);
+    command_result(name, r)
 }

@@ -5,6 +5,8 @@
 //!
 //! `main.rs` only parses arguments and prints what these return. Nothing here changes the
 //! journal: reconciliation reads it and reports; settling a difference is a person's decision.
+//! The pre-authorisation family (`payterm acp preauth…`, [`preauth_command`]) is the exception:
+//! it goes through engine::preauth, which journals each operation before sending it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -670,4 +672,114 @@ mod tests {
         assert_eq!(VerifyAt::parse("x"), None);
         assert_eq!(VerifyAt::parse("now"), Some(VerifyAt::Now));
     }
+}
+
+/// Which operation of the ACP pre-authorisation family `payterm acp …` runs.
+#[derive(Clone, Debug)]
+pub enum AcpPreAuthCmd {
+    /// 02/04: `code` is the customer's code (qrNo), never stored.
+    PreAuth { code: String },
+    /// 32, full amount of the pre-authorisation.
+    Undo,
+    /// 03.
+    Complete,
+    /// 33, full amount of the completion.
+    CompleteUndo,
+}
+
+/// The original a follow-up refers to, as typed: its queryId, or its orderId and txnTime.
+#[derive(Clone, Debug, Default)]
+pub struct OrigArgs {
+    pub query_id: Option<String>,
+    pub order_id: Option<String>,
+    pub txn_time: Option<String>,
+}
+
+impl OrigArgs {
+    fn to_ref(&self) -> Result<Option<super::txn::OrigRef>, String> {
+        use super::txn::OrigRef;
+        match (&self.query_id, &self.order_id, &self.txn_time) {
+            (None, None, None) => Ok(None),
+            (Some(q), None, None) => Ok(Some(OrigRef::QueryId(q.clone()))),
+            (None, Some(o), Some(t)) => {
+                let tt = TxnTime::parse(t).ok_or_else(|| {
+                    format!("--orig-txn-time {t:?} is not YYYYMMDDhhmmss (Beijing time)")
+                })?;
+                Ok(Some(OrigRef::Order {
+                    order_id: o.clone(),
+                    txn_time: tt,
+                }))
+            }
+            _ => Err(
+                "name the original by --orig-query-id, or by --orig-order-id with --orig-txn-time"
+                    .into(),
+            ),
+        }
+    }
+}
+
+/// `payterm acp preauth|preauth-undo|preauth-complete|preauth-complete-undo`: one operation,
+/// journaled before it is sent. Returns (exit code, JSON line, sentence) as
+/// engine::preauth::command_result says.
+pub fn preauth_command(
+    config: &Path,
+    journal_override: Option<&Path>,
+    cmd: AcpPreAuthCmd,
+    orig: &OrigArgs,
+    amount: &str,
+    request_no: Option<String>,
+) -> (u8, serde_json::Value, String) {
+    use crate::engine::preauth::{AcpChannel, PreAuthError, acp_plan, command_result, run};
+    use crate::journal::PreAuthOp;
+    let (name, op) = match &cmd {
+        AcpPreAuthCmd::PreAuth { .. } => ("preauth", PreAuthOp::PreAuth),
+        AcpPreAuthCmd::Undo => ("preauth-undo", PreAuthOp::Cancel),
+        AcpPreAuthCmd::Complete => ("preauth-complete", PreAuthOp::Complete),
+        AcpPreAuthCmd::CompleteUndo => ("preauth-complete-undo", PreAuthOp::CompleteCancel),
+    };
+    let bad = |e: String| command_result(name, Err(PreAuthError::BadInput(e)));
+    let cfg = match Config::load(config) {
+        Ok(c) => c,
+        Err(e) => return bad(e.to_string()),
+    };
+    let amount = match Amount::parse_with_limit(amount, cfg.max_amount()) {
+        Ok(a) => a,
+        Err(e) => return bad(e.to_string()),
+    };
+    let orig = match orig.to_ref() {
+        Ok(o) => o,
+        Err(e) => return bad(e),
+    };
+    let code = match &cmd {
+        AcpPreAuthCmd::PreAuth { code } => Some(code.trim()),
+        _ => None,
+    };
+    let plan = match acp_plan(op, orig.as_ref(), amount, code) {
+        Ok(p) => p,
+        Err(e) => return command_result(name, Err(e)),
+    };
+    let Some(acp) = cfg.file.gateways.acp.clone() else {
+        return bad("the configuration has no [gateways.acp]".into());
+    };
+    let gw = match AcpGateway::from_config(&cfg, &acp) {
+        Ok(g) => g,
+        Err(e) => return bad(format!("gateways.acp: {e}")),
+    };
+    let path = journal_override
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| cfg.journal_path());
+    let mut journal = match Journal::open(&path) {
+        Ok(j) => j,
+        Err(e) => return bad(e.to_string()),
+    };
+    let channel = AcpChannel::new(gw);
+    let r = run(
+        &mut journal,
+        &channel,
+        plan,
+        request_no,
+        &cfg.file.terminal.id,
+        code,
+    );
+    command_result(name, r)
 }
