@@ -446,19 +446,22 @@ impl AcpCmd {
 
 #[derive(Subcommand)]
 enum JournalCmd {
-    /// Lists attempts.
+    /// Lists attempts, then the pre-authorisation family's operations (request numbers).
     List {
-        /// Only unsettled attempts.
+        /// Only unsettled attempts, and pre-authorisation operations whose outcome is not yet
+        /// known (INTENT, UNKNOWN: `payterm recover` resolves them).
         #[arg(long)]
         open: bool,
-        /// Only attempts in manual review.
+        /// Only attempts in manual review, and every unresolved pre-authorisation operation
+        /// (INTENT, UNKNOWN, and REVIEW: a person must settle it; its note says how).
         #[arg(long)]
         review: bool,
         /// Only attempts of this Beijing date (yyyy-mm-dd).
         #[arg(long)]
         date: Option<String>,
     },
-    /// Shows an order's attempts with their whole history.
+    /// Shows an order's attempts (or a pre-authorisation operation, by request number) with
+    /// their whole history.
     Show { order: String },
     /// Writes every attempt with its history as JSON lines.
     Export,
