@@ -341,8 +341,8 @@ fn file_view<'a>(records: impl Iterator<Item = &'a ZmRecord>) -> FileView {
                 v.refunds.insert(r.order_id.clone(), r.amount);
             }
             other => v.others.push(format!(
-                "txnType {other} {} {} yuan (not journaled by payterm: pre-authorisation family or other)",
-                r.order_id, r.amount
+                "txnType {other} {} {} yuan (not compared: pre-authorisation family or other; `payterm journal show {}` shows a pre-authorisation operation's record)",
+                r.order_id, r.amount, r.order_id
             )),
         }
     }
