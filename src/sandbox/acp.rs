@@ -6,7 +6,10 @@
 //! public test PFX, `config/sandbox-acp/acp_test_sign.pfx`); every reply is signed with the
 //! sandbox's own TEST-ONLY chain (`acp_certs/`, generated once with OpenSSL and committed: a root,
 //! a middle, and a leaf whose CN follows UnionPay's owner-name rule) — except scenario 56, whose
-//! reply signature is deliberately wrong. The documented rules are enforced on the sandbox clock:
+//! reply signature is deliberately wrong. A request signed with signMethod 11 or 12 (the
+//! merchant's secure key, [`SANDBOX_SECURE_KEY`]) is checked with that key and answered, and
+//! notified, signed the same way (scenario 56: with another key), as UnionPay does for a
+//! merchant that set a secure key. The documented rules are enforced on the sandbox clock:
 //! undo only in the clearing day before 23:00, never after a refund, full amount only; refunds
 //! never above what was paid; one orderId once. Paid consumes and undos are notified to the
 //! request's `backUrl`. The 76 file is built from what the sandbox really did, with differences
@@ -32,6 +35,7 @@ use crate::gateway::unionpay::txn::{
     Original, Refused, TxnTime, clearing_day_end, refund_allowed, reversal_allowed, undo_allowed,
 };
 use crate::sign::rsa::{RsaHash, RsaPrivateKey, verify_pkcs1};
+use crate::sign::sm3::{SecureKeyHash, secure_key_sign, secure_key_verify};
 
 /// The sandbox's reply-signing leaf (TEST ONLY), its chain, and its encryption certificates.
 pub const SANDBOX_SIGN_CERT: &str = include_str!("acp_certs/sign.cer");
@@ -45,6 +49,10 @@ pub const SANDBOX_ENC_CERT_NEW: &str = include_str!("acp_certs/enc2.cer");
 pub const MERCHANT_SIGN_CERT: &str = include_str!("acp_certs/merchant_sign.cer");
 /// The merchant id the sandbox configurations use (UnionPay's SDK demo merchant).
 pub const SANDBOX_MER_ID: &str = "777290058110048";
+/// The secure key (signMethod 11/12) the sandbox's merchant has set — TEST ONLY, it protects
+/// nothing: a terminal configured with `sign_method = "11"` or `"12"` puts it in its
+/// `secure_key_file`.
+pub const SANDBOX_SECURE_KEY: &str = "payterm-sandbox-acp-secure-key-TEST-ONLY";
 
 /// The ACP side's fixed material.
 #[derive(Clone)]
@@ -55,6 +63,8 @@ pub struct AcpSandboxConfig {
     /// The leaf as carried in `signPubKeyCert` (PEM with CRLF, as UnionPay sends it).
     leaf_pem: String,
     enc_new_pem: String,
+    /// [`SANDBOX_SECURE_KEY`], for signMethod 11/12.
+    secure_key: Vec<u8>,
 }
 
 impl std::fmt::Debug for AcpSandboxConfig {
@@ -80,6 +90,7 @@ impl AcpSandboxConfig {
             key: Arc::new(key),
             leaf_pem: crlf(SANDBOX_SIGN_CERT),
             enc_new_pem: crlf(SANDBOX_ENC_CERT_NEW),
+            secure_key: SANDBOX_SECURE_KEY.as_bytes().to_vec(),
         })
     }
 }
@@ -132,7 +143,50 @@ pub struct AcpState {
     pub txns: Vec<Txn>,
     pub diffs: Vec<ReconDiff>,
     pub notified: Vec<String>,
+    /// Every request whose signature verified, with the signMethod it was signed with.
+    pub verified: Vec<VerifiedRequest>,
+    /// Every back notification posted: its form body and the HTTP status of each try.
+    pub notifications: Vec<SentNotification>,
     next: u64,
+}
+
+/// A request whose signature the sandbox checked and accepted.
+#[derive(Clone, Debug, Serialize)]
+pub struct VerifiedRequest {
+    pub txn_type: String,
+    pub order_id: String,
+    pub sign_method: String,
+}
+
+/// A back notification the sandbox posted (for the tests: repeats and forgeries of it).
+#[derive(Clone, Debug, Serialize)]
+pub struct SentNotification {
+    pub order_id: String,
+    pub url: String,
+    pub body: String,
+    /// One per try: the HTTP status, 0 when nothing answered.
+    pub statuses: Vec<u16>,
+}
+
+/// How a reply or notification is signed: as UnionPay answers the merchant, the same way the
+/// request was signed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplySign {
+    /// signMethod 01 with the sandbox's certificate chain.
+    Cert,
+    /// signMethod 11 (SHA-256) or 12 (SM3) with the merchant's secure key.
+    SecureKey(SecureKeyHash),
+}
+
+impl ReplySign {
+    /// The way a reply to `req` is signed.
+    fn of(req: &AcpMessage) -> ReplySign {
+        match req.get("signMethod") {
+            Some("11") => ReplySign::SecureKey(SecureKeyHash::Sha256),
+            Some("12") => ReplySign::SecureKey(SecureKeyHash::Sm3),
+            _ => ReplySign::Cert,
+        }
+    }
 }
 
 /// What processing decided.
@@ -177,10 +231,43 @@ fn with_code(req: &AcpMessage, code: &str, msg: &str) -> Vec<(String, String)> {
     f
 }
 
-/// Signs fields as UnionPay does (5.1.0, SHA-256 hex digest signed with SHA256withRSA) and joins
-/// them raw, `k=v&…`.
-fn signed_raw(cfg: &AcpSandboxConfig, mut fields: Vec<(String, String)>, corrupt: bool) -> String {
+/// Signs fields as UnionPay does and joins them raw, `k=v&…`: signMethod 01 (5.1.0, SHA-256 hex
+/// digest signed with SHA256withRSA, the leaf in `signPubKeyCert`) or 11/12 (secure key).
+/// `corrupt`: a wrong signature (01: one character changed; 11/12: made with another key).
+fn signed_raw_as(
+    cfg: &AcpSandboxConfig,
+    mut fields: Vec<(String, String)>,
+    corrupt: bool,
+    how: ReplySign,
+) -> String {
     fields.retain(|(k, _)| k != "signature" && k != "signMethod" && k != "signPubKeyCert");
+    if let ReplySign::SecureKey(hash) = how {
+        fields.push(kv(
+            "signMethod",
+            if hash == SecureKeyHash::Sha256 {
+                "11"
+            } else {
+                "12"
+            },
+        ));
+        let mut sorted = fields.clone();
+        sorted.sort();
+        let to_sign = sorted
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&");
+        let mut key = cfg.secure_key.clone();
+        if corrupt {
+            key.extend_from_slice(b"-not-the-merchant's");
+        }
+        fields.push(kv("signature", secure_key_sign(hash, &to_sign, &key)));
+        return fields
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&");
+    }
     fields.push(kv("signMethod", "01"));
     fields.push(kv("signPubKeyCert", cfg.leaf_pem.clone()));
     let mut sorted = fields.clone();
@@ -214,12 +301,26 @@ fn corrupt_b64(s: &str) -> String {
     c.into_iter().collect()
 }
 
-/// Checks a request's signature (signMethod 01) against the merchant certificate.
+/// Checks a request's signature: signMethod 01 against the merchant certificate, 11/12 with the
+/// merchant's secure key.
 fn check_request(cfg: &AcpSandboxConfig, m: &AcpMessage) -> Result<(), (&'static str, String)> {
+    if let ReplySign::SecureKey(hash) = ReplySign::of(m) {
+        if m.get("version").and_then(cert_hash_for_version).is_none() {
+            return Err(("10", "报文格式错误 version".into()));
+        }
+        let sig = m.get("signature").unwrap_or("");
+        if !secure_key_verify(hash, &m.string_to_sign(), &cfg.secure_key, sig) {
+            return Err(("11", "验证签名失败 (secure key)".into()));
+        }
+        if m.get("merId") != Some(cfg.mer_id.as_str()) {
+            return Err(("31", "商户状态不正确 unknown merId".into()));
+        }
+        return Ok(());
+    }
     if m.get("signMethod") != Some("01") {
         return Err((
             "11",
-            "验证签名失败 (the sandbox takes signMethod 01)".into(),
+            "验证签名失败 (the sandbox takes signMethod 01, 11 or 12)".into(),
         ));
     }
     let cert_id = cfg.merchant_cert.serial_decimal();
@@ -280,11 +381,19 @@ async fn handle(
     }
     let out = match check_request(&cfg, &req) {
         Err((code, msg)) => Out::Reply(with_code(&req, code, &msg)),
-        Ok(()) => process(&sb, &cfg, &req),
+        Ok(()) => {
+            sb.lock().acp.verified.push(VerifiedRequest {
+                txn_type: req.get("txnType").unwrap_or("").to_string(),
+                order_id: req.get("orderId").unwrap_or("").to_string(),
+                sign_method: req.get("signMethod").unwrap_or("").to_string(),
+            });
+            process(&sb, &cfg, &req)
+        }
     };
+    let how = ReplySign::of(&req);
     let reply = match out {
-        Out::Reply(f) => text_reply(signed_raw(&cfg, f, false)),
-        Out::BadSignature(f) => text_reply(signed_raw(&cfg, f, true)),
+        Out::Reply(f) => text_reply(signed_raw_as(&cfg, f, false, how)),
+        Out::BadSignature(f) => text_reply(signed_raw_as(&cfg, f, true, how)),
         Out::Plain(s) => text_reply(s.into()),
         Out::Hang => {
             hang(&sb).await;
@@ -354,7 +463,13 @@ pub async fn add_recon_diff(State(sb): State<Sandbox>, body: axum::body::Bytes) 
 /// `GET /_sandbox/acp/txns`: every ACP transaction the sandbox processed.
 pub async fn txns(State(sb): State<Sandbox>) -> Response {
     let g = sb.lock();
-    axum::Json(serde_json::json!({"txns": g.acp.txns, "notified": g.acp.notified})).into_response()
+    axum::Json(serde_json::json!({
+        "txns": g.acp.txns,
+        "notified": g.acp.notified,
+        "verified": g.acp.verified,
+        "notifications": g.acp.notifications,
+    }))
+    .into_response()
 }
 
 fn next_ids(g: &mut super::Inner, now: i64) -> (String, String) {
@@ -500,7 +615,7 @@ fn consume(sb: &Sandbox, cfg: &AcpSandboxConfig, req: &AcpMessage) -> Out {
     };
     drop(g);
     if status == Status::Paid {
-        notify(sb, cfg, &t);
+        notify(sb, cfg, &t, ReplySign::of(req));
     }
     out
 }
@@ -534,7 +649,7 @@ fn query(sb: &Sandbox, cfg: &AcpSandboxConfig, req: &AcpMessage) -> Out {
     let t = g.acp.txns[i].clone();
     drop(g);
     if let Some(t) = became_paid {
-        notify(sb, cfg, &t);
+        notify(sb, cfg, &t, ReplySign::of(req));
     }
     let mut f: Vec<(String, String)> = ["version", "encoding", "bizType", "accessType", "merId"]
         .iter()
@@ -628,7 +743,7 @@ fn undo(sb: &Sandbox, cfg: &AcpSandboxConfig, req: &AcpMessage) -> Out {
         now,
     );
     drop(g);
-    notify(sb, cfg, &t);
+    notify(sb, cfg, &t, ReplySign::of(req));
     let mut f = with_code(req, "00", "成功[0000000]");
     f.push(kv("queryId", t.query_id));
     f.push(kv("origQryId", orig.query_id));
@@ -1058,8 +1173,9 @@ fn blank_txn() -> Txn {
 }
 
 /// Posts a signed back notification of `t` to the order's `backUrl`, retried on the sandbox's
-/// notification schedule until the merchant answers HTTP 200.
-fn notify(sb: &Sandbox, cfg: &AcpSandboxConfig, t: &Txn) {
+/// notification schedule until the merchant answers HTTP 200 (PROTOCOLS.md §A.5: anything else
+/// is sent again).
+fn notify(sb: &Sandbox, cfg: &AcpSandboxConfig, t: &Txn, how: ReplySign) {
     let (url, schedule) = {
         let g = sb.lock();
         let url = g
@@ -1098,24 +1214,26 @@ fn notify(sb: &Sandbox, cfg: &AcpSandboxConfig, t: &Txn) {
     if let Some(q) = &t.orig_query_id {
         f.push(kv("origQryId", q.clone()));
     }
-    let raw = signed_raw(cfg, f, false);
-    // Raw k=v pairs → a form body (the notification is a form POST).
-    let msg = match AcpMessage::parse_raw(&raw) {
-        Ok(m) => m,
-        Err(_) => return,
+    let Some(body) = notification_form(cfg, f, how) else {
+        return;
     };
-    let mut ser = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in msg.fields() {
-        ser.append_pair(k, v);
-    }
-    let body = ser.finish();
     let order_id = t.order_id.clone();
     let sb = sb.clone();
+    let index = {
+        let mut g = sb.lock();
+        g.acp.notifications.push(SentNotification {
+            order_id: order_id.clone(),
+            url: url.clone(),
+            body: body.clone(),
+            statuses: vec![],
+        });
+        g.acp.notifications.len() - 1
+    };
     tokio::spawn(async move {
         for delay in schedule {
             tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
             let (url, body) = (url.clone(), body.clone());
-            let ok = tokio::task::spawn_blocking(move || {
+            let status = tokio::task::spawn_blocking(move || {
                 let agent = ureq::Agent::new_with_config(
                     ureq::Agent::config_builder()
                         .timeout_global(Some(std::time::Duration::from_secs(3)))
@@ -1129,17 +1247,39 @@ fn notify(sb: &Sandbox, cfg: &AcpSandboxConfig, t: &Txn) {
                         "application/x-www-form-urlencoded;charset=UTF-8",
                     )
                     .send(body.as_bytes())
-                    .map(|r| r.status().as_u16() == 200)
-                    .unwrap_or(false)
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
             })
             .await
-            .unwrap_or(false);
-            if ok {
-                sb.lock().acp.notified.push(order_id);
+            .unwrap_or(0);
+            let mut g = sb.lock();
+            if let Some(n) = g.acp.notifications.get_mut(index) {
+                n.statuses.push(status);
+            }
+            if status == 200 {
+                g.acp.notified.push(order_id);
                 break;
             }
         }
     });
+}
+
+/// The form body (`application/x-www-form-urlencoded`) of a back notification carrying `fields`,
+/// signed by the sandbox `how`. Public so that tests can make notifications UnionPay could have
+/// sent (for an order the terminal does not know, say) with the sandbox's TEST-ONLY keys.
+pub fn notification_form(
+    cfg: &AcpSandboxConfig,
+    fields: Vec<(String, String)>,
+    how: ReplySign,
+) -> Option<String> {
+    let raw = signed_raw_as(cfg, fields, false, how);
+    // Raw k=v pairs → a form body (the notification is a form POST).
+    let msg = AcpMessage::parse_raw(&raw).ok()?;
+    let mut ser = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in msg.fields() {
+        ser.append_pair(k, v);
+    }
+    Some(ser.finish())
 }
 
 /// A signed consume notification form body, for the gateway's tests.
@@ -1158,7 +1298,7 @@ pub(crate) fn tests_notification_body(cfg: &AcpSandboxConfig, order_id: &str, fe
         kv("respCode", "00"),
         kv("respMsg", "成功[0000000]"),
     ];
-    let raw = signed_raw(cfg, f, false);
+    let raw = signed_raw_as(cfg, f, false, ReplySign::Cert);
     let msg = AcpMessage::parse_raw(&raw).unwrap();
     let mut ser = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in msg.fields() {
@@ -1188,12 +1328,66 @@ mod tests {
             kv("respMsg", "成功[0000000]"),
             kv("orderId", "ABCDEFGH1"),
         ];
-        let raw = signed_raw(&cfg, f.clone(), false);
+        let raw = signed_raw_as(&cfg, f.clone(), false, ReplySign::Cert);
         let r = verify_report(&raw, &trust(), std::time::SystemTime::now());
         assert!(r.passed(), "{r}");
-        let bad = signed_raw(&cfg, f, true);
+        let bad = signed_raw_as(&cfg, f, true, ReplySign::Cert);
         let r = verify_report(&bad, &trust(), std::time::SystemTime::now());
         assert_eq!(r.failure().map(|f| f.0.name()), Some("signature"), "{r}");
+    }
+
+    #[test]
+    fn secure_key_requests_and_replies_11_and_12() {
+        use crate::gateway::unionpay::message::{Signer, form_body, sign_fields};
+        let cfg = AcpSandboxConfig::builtin().unwrap();
+        let mut t = trust();
+        t.secure_key = Some(zeroize::Zeroizing::new(
+            SANDBOX_SECURE_KEY.as_bytes().to_vec(),
+        ));
+        let now = std::time::SystemTime::now();
+        for (hash, method) in [(SecureKeyHash::Sha256, "11"), (SecureKeyHash::Sm3, "12")] {
+            // A request signed by the terminal's code with the merchant's key is accepted; one
+            // signed with another key is refused (11).
+            let mut req = std::collections::BTreeMap::new();
+            for (k, v) in [
+                ("version", "5.1.0"),
+                ("encoding", "UTF-8"),
+                ("txnType", "00"),
+                ("merId", SANDBOX_MER_ID),
+                ("orderId", "ABCDEFGH1"),
+            ] {
+                req.insert(k.to_string(), v.to_string());
+            }
+            let signed = |key: &[u8]| {
+                let mut f = req.clone();
+                let signer = Signer::SecureKey { hash, key };
+                sign_fields(&mut f, signer, &mut rand::thread_rng()).unwrap();
+                AcpMessage::parse_form(&form_body(&f)).unwrap()
+            };
+            let good = signed(SANDBOX_SECURE_KEY.as_bytes());
+            assert_eq!(good.get("signMethod"), Some(method));
+            assert_eq!(check_request(&cfg, &good), Ok(()));
+            assert_eq!(
+                check_request(&cfg, &signed(b"another key")).unwrap_err().0,
+                "11"
+            );
+            assert_eq!(ReplySign::of(&good), ReplySign::SecureKey(hash));
+
+            // Replies: signed the same way, no certificate; verified with the key only.
+            let f = vec![kv("version", "5.1.0"), kv("respCode", "00")];
+            let raw = signed_raw_as(&cfg, f.clone(), false, ReplySign::SecureKey(hash));
+            assert!(raw.contains(&format!("signMethod={method}")), "{raw}");
+            assert!(!raw.contains("signPubKeyCert"), "{raw}");
+            let r = verify_report(&raw, &t, now);
+            assert!(r.passed(), "{r}");
+            assert!(
+                !verify_report(&raw, &trust(), now).passed(),
+                "no key, no belief"
+            );
+            let bad = signed_raw_as(&cfg, f, true, ReplySign::SecureKey(hash));
+            let r = verify_report(&bad, &t, now);
+            assert_eq!(r.failure().map(|f| f.0.name()), Some("signature"), "{r}");
+        }
     }
 
     #[test]
