@@ -816,6 +816,15 @@ impl Engine {
             .ok_or_else(|| {
                 EngineError::Refused(format!("notification for unknown order {}", n.out_trade_no))
             })?;
+        if row.machine.state == AttemptState::PayIntent {
+            // The pay request is still on its way (UnionPay notifies a lost reply's payment at
+            // once): not recorded and not acknowledged, so the channel sends it again once the
+            // attempt is being queried, where it settles it.
+            return Err(EngineError::Refused(format!(
+                "notification for {} while its pay request is in flight; send it again",
+                n.out_trade_no
+            )));
+        }
         let fresh = self.journal.record_notification(
             &row.gateway,
             &n.out_trade_no,
