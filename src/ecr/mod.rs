@@ -607,6 +607,11 @@ async fn metrics(State(api): State<Api>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
+/// `POST /notify/{gateway}`: `success` with HTTP 200 once the engine has handled the notification
+/// (again for every repeat). Anything else is `fail` with an error status, because UnionPay ACP
+/// looks at the status only and stops resending on a 200 (PROTOCOLS.md §A.5): 400 when the
+/// engine did not take it (not verified, not ours, not now), 503 when it could not be looked at
+/// (safe mode, journal unavailable).
 async fn notify(
     State(api): State<Api>,
     Path(gateway): Path<String>,
@@ -617,6 +622,13 @@ async fn notify(
         .metrics
         .notifications
         .fetch_add(1, Ordering::Relaxed);
+    let text = |status: StatusCode, answer: &'static str| {
+        (status, [(header::CONTENT_TYPE, "text/plain")], answer).into_response()
+    };
+    if api.shared.safe_mode.load(Ordering::SeqCst) {
+        // The damaged journal is preserved as it is; the gateway sends the notification again.
+        return text(StatusCode::SERVICE_UNAVAILABLE, "fail");
+    }
     let shared = api.shared.clone();
     let answer = tokio::task::spawn_blocking(move || match shared.engine() {
         Ok(mut e) => {
@@ -624,13 +636,18 @@ async fn notify(
             let mut obs = |r: &AttemptRow, n: &str| {
                 let _ = tx.send(PaymentEvent::from_row(r, n));
             };
-            e.notification(&gateway, &body, &mut obs)
+            Some(e.notification(&gateway, &body, &mut obs))
         }
-        Err(_) => "fail",
+        Err(_) => None,
     })
     .await
-    .unwrap_or("fail");
-    ([(header::CONTENT_TYPE, "text/plain")], answer).into_response()
+    .ok()
+    .flatten();
+    match answer {
+        Some("success") => text(StatusCode::OK, "success"),
+        Some(_) => text(StatusCode::BAD_REQUEST, "fail"),
+        None => text(StatusCode::SERVICE_UNAVAILABLE, "fail"),
+    }
 }
 
 /// Serves `router` on `listen` (`unix:/path` or `IP:PORT`); returns the address it bound.
