@@ -446,11 +446,16 @@ fn recovery_loop(shared: Arc<Shared>, kick: std::sync::mpsc::Receiver<()>) {
                     if let Some(u) = shared.upapi() {
                         drain.submit = crate::engine::offline::uplink_answers(&mut e, &u);
                     }
-                    match e.recover_with(wait, drain, &mut obs) {
+                    // Pre-authorisation operations left unknown (engine::preauth): their
+                    // clients are built only when one needs a query.
+                    let preauth =
+                        crate::engine::preauth::PreAuthChannels::from_config(&read(&shared.config));
+                    match e.recover_all(wait, drain, &preauth, &mut obs) {
                         Ok(rep) => {
-                            if !rep.attempts.is_empty() {
+                            if !rep.attempts.is_empty() || !rep.preauths.is_empty() {
                                 tracing::info!(
                                     looked_at = rep.attempts.len(),
+                                    preauths = rep.preauths.len(),
                                     still_open = rep.still_open(),
                                     "recovery pass"
                                 );
