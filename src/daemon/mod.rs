@@ -101,6 +101,8 @@ pub struct Shared {
     /// The 云闪付 open-platform client when `[gateways.upapi]` is configured: one per daemon,
     /// so its backendToken is fetched once and shared by every contract charge and notice.
     pub upapi: RwLock<Option<Arc<Upapi>>>,
+    /// The attempts being driven by some thread now: the recovery loop leaves them alone.
+    pub claims: crate::engine::claims::Claims,
 }
 
 impl Shared {
@@ -129,6 +131,7 @@ impl Shared {
             metrics: Metrics::default(),
             recovery_kick: std::sync::Mutex::new(None),
             upapi: RwLock::new(None),
+            claims: Default::default(),
         })
     }
 
@@ -142,7 +145,9 @@ impl Shared {
         let j = Journal::connect(&self.journal_path)?;
         let g = read(&self.gateways).clone();
         let s = read(&self.settings).clone();
-        Ok(Engine::new(j, g, s).stop_when(self.stop.clone()))
+        Ok(Engine::new(j, g, s)
+            .stop_when(self.stop.clone())
+            .with_claims(self.claims.clone()))
     }
 
     /// Why a new sale cannot start now, if it cannot.

@@ -6,6 +6,7 @@
 //! clock, duplicate scans, fencing), refunds, notifications and recovery. It never decides an
 //! outcome itself and never holds a payment code beyond the pay request that needs it.
 
+pub mod claims;
 pub mod offline;
 pub mod preauth;
 pub mod recovery;
@@ -202,6 +203,8 @@ pub struct Engine {
     /// Set when the process is stopping (the daemon's SIGTERM): attempts stop at their next wait
     /// or housekeeping request, their state already durable, and recovery resumes them later.
     stop: Option<Arc<AtomicBool>>,
+    /// The attempts this process's threads are driving (see [`claims`]).
+    claims: claims::Claims,
 }
 
 /// Makes order numbers of the form TERMINAL + yyMMddHHmmss + 4 random digits (≤ 28 chars).
@@ -224,7 +227,15 @@ impl Engine {
             gateways,
             settings,
             stop: None,
+            claims: claims::Claims::default(),
         }
+    }
+
+    /// The same engine, sharing `claims` with the process's other engines (the daemon's sale,
+    /// recovery and API threads), so none of them drives an attempt another is driving.
+    pub fn with_claims(mut self, claims: claims::Claims) -> Engine {
+        self.claims = claims;
+        self
     }
 
     /// The same engine, stopping its attempts at a safe point once `flag` is set.
@@ -373,11 +384,18 @@ impl Engine {
         self.sales_allowed(now)?;
         let policy = gw.policy(wallet);
         let mut row = None;
+        let mut claim = None;
         for _ in 0..5 {
             let out_trade_no = new_out_trade_no(&self.settings.terminal_id, now);
             if self.journal.by_out_trade_no(&out_trade_no)?.is_some() {
                 continue;
             }
+            // Claimed before the row is visible: a recovery pass must never take a sale's
+            // attempt while its pay request is on the way.
+            let Some(c) = self.claims.take(&out_trade_no) else {
+                continue;
+            };
+            claim = Some(c);
             let method = match req.credential {
                 Credential::Code(_) => Method::Code,
                 Credential::Face { .. } => Method::Face,
@@ -412,16 +430,35 @@ impl Engine {
         let row =
             row.ok_or_else(|| EngineError::Refused("could not make a unique order number".into()))?;
         observe(&row, "attempt journaled");
-        self.drive(
+        let r = self.drive_held(
             row.attempt_id,
             Some(&req.credential),
             Patience::SALE,
             observe,
-        )
+        );
+        drop(claim);
+        r
     }
 
     /// Runs one attempt until it is settled, queued, or needs a longer wait than `patience`.
+    /// If another thread of this process is driving it, returns it as it is: that driver
+    /// sees every committed change (a cancel request, say) on its next step.
     pub fn drive(
+        &mut self,
+        attempt_id: i64,
+        credential: Option<&Credential>,
+        patience: Patience,
+        observe: Observer<'_>,
+    ) -> Result<AttemptRow, EngineError> {
+        let row = self.journal.attempt(attempt_id)?;
+        let Some(_claim) = self.claims.take(&row.out_trade_no) else {
+            return Ok(row);
+        };
+        self.drive_held(attempt_id, credential, patience, observe)
+    }
+
+    /// [`Engine::drive`] for a caller that holds the attempt's claim.
+    fn drive_held(
         &mut self,
         attempt_id: i64,
         credential: Option<&Credential>,
