@@ -549,6 +549,31 @@ fn back_notifications_settle_unknown_payments_before_any_query() {
         before.len() + 1,
         "no attempt was made up by a notification"
     );
+    // Cancelling N57 sends an undo (31) under its own order number; UnionPay notifies that too.
+    // It is no payment result: acknowledged with 200 so UnionPay stops resending, and it
+    // changes nothing beyond what the undo's own reply recorded.
+    let (s, v) = env.ecr_post("/v1/payments/N57/cancel", serde_json::json!({}));
+    assert!(s < 300, "{s} {v}");
+    env.wait_for("N57 reversed", 10, || {
+        env.payment("N57")["state"] == "REVERSED"
+    });
+    let undo_notice = || -> Option<Vec<u64>> {
+        let v = env.sandbox_get("/_sandbox/acp/txns");
+        v["notifications"].as_array()?.iter().find_map(|n| {
+            let body = n["body"].as_str().unwrap_or("");
+            (body.contains("txnType=31") && n["order_id"] != no57.as_str()).then(|| {
+                n["statuses"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_u64).collect())
+                    .unwrap_or_default()
+            })
+        })
+    };
+    env.wait_for("the undo's notification answered", 10, || {
+        undo_notice().is_some_and(|st| !st.is_empty())
+    });
+    assert_eq!(undo_notice().unwrap(), vec![200], "answered once, with 200");
+    assert_eq!(env.payment("N57")["state"], "REVERSED");
     // No full payment code in the journal or the daemon's log.
     for e in std::fs::read_dir(env.dir.path()).unwrap().flatten() {
         let b = String::from_utf8_lossy(&std::fs::read(e.path()).unwrap_or_default()).into_owned();

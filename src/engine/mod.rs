@@ -846,6 +846,10 @@ impl Engine {
         digest: &str,
         observe: Observer<'_>,
     ) -> Result<(), EngineError> {
+        if let Some(what) = &n.no_result {
+            tracing::info!("acknowledged {what}");
+            return Ok(());
+        }
         let now = util::now_ms();
         let row = self
             .journal
@@ -891,9 +895,10 @@ impl Engine {
         }
         if n.paid && row.machine.state == AttemptState::Querying {
             let policy = self.policy_of(&row)?;
-            let step = machine::apply(&row.machine, &policy, Op::Query, &Reply::Paid, now);
+            let mut step = machine::apply(&row.machine, &policy, Op::Query, &Reply::Paid, now);
+            step.note = "paid (confirmed by a signed notification)".into();
             let extra = StepExtra {
-                op: Some(Op::Query),
+                op: None,
                 detail: "signed notification",
                 chan_trade_no: n.chan_trade_no.as_deref(),
                 code_url: None,

@@ -172,6 +172,10 @@ pub struct Notice {
     pub amount: Amount,
     pub paid: bool,
     pub chan_trade_no: Option<String>,
+    /// Set when the notification verified but reports no payment result (ACP posts one for
+    /// every undo and refund too): it is acknowledged, so the channel stops resending it, and
+    /// changes nothing. The text says what it was, for the log.
+    pub no_result: Option<String>,
 }
 
 #[derive(Debug, Error)]

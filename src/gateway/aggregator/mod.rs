@@ -523,6 +523,7 @@ impl Gateway for Aggregator {
             amount: n.total_fee,
             paid: n.paid,
             chan_trade_no: n.transaction_id,
+            no_result: None,
         })
     }
 

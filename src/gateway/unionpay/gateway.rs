@@ -1530,22 +1530,25 @@ impl Gateway for AcpGateway {
                 m.get("merId")
             ));
         }
-        if m.get("txnType") != Some("01") {
-            return Err(format!(
-                "a txnType {:?} notification is not a payment result",
-                m.get("txnType")
-            ));
-        }
         let out_trade_no = m.get("orderId").ok_or("no orderId")?.to_string();
         let amount = m
             .get("txnAmt")
             .and_then(Amount::parse_fen)
             .ok_or("no txnAmt")?;
+        // Undo, refund and pre-auth notices verify like any other; what they report was
+        // journaled by the request that caused it, so they are only acknowledged.
+        let no_result = (m.get("txnType") != Some("01")).then(|| {
+            format!(
+                "a txnType {} notification (order {out_trade_no}), not a payment result",
+                m.get("txnType").unwrap_or("?")
+            )
+        });
         Ok(Notice {
             out_trade_no,
             amount,
-            paid: classify_notification(&m) == Verdict::Done,
+            paid: no_result.is_none() && classify_notification(&m) == Verdict::Done,
             chan_trade_no: m.get("queryId").map(str::to_string),
+            no_result,
         })
     }
 }
