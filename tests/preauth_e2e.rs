@@ -209,6 +209,17 @@ fn a_completion_whose_reply_is_lost_is_unknown_until_recover_asks_the_bill() {
     assert_eq!(open[0]["state"], "UNKNOWN");
     assert_eq!(open[0]["amount"], 4200);
     assert_eq!(listed(&env, &["--review"]).len(), 1);
+    // And the export carries it, with its history, after the attempts.
+    let out = env.run(&["journal", "export"]);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| v.get("preauth").is_some())
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["preauth"]["request_no"], "PAE2E00001");
+    assert_eq!(lines[0]["preauth"]["state"], "UNKNOWN");
+    assert!(lines[0]["history"].as_array().is_some_and(|h| h.len() >= 2));
 
     // Nothing else may be sent on that bill while the completion is unresolved.
     let before = ums_requests(&env);

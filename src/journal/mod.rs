@@ -796,7 +796,16 @@ impl Journal {
             });
             let _ = writeln!(out, "{line}");
         }
-        Ok(all.len())
+        // The pre-authorisation family's operations follow, one line each, keyed `preauth`.
+        let ops = self.preauth_list(&ListFilter::default())?;
+        for p in &ops {
+            let line = serde_json::json!({
+                "preauth": p,
+                "history": self.preauth_history(p.op_id)?,
+            });
+            let _ = writeln!(out, "{line}");
+        }
+        Ok(all.len() + ops.len())
     }
 }
 
@@ -864,6 +873,38 @@ pub fn salvage(path: &Path, now_ms: i64) -> Result<Salvage, JournalError> {
     })();
     if let Err(e) = read {
         unreadable = Some(e.to_string());
+    }
+    // Unresolved pre-authorisation operations too (journals before migration 3 have none).
+    if unreadable.is_none() {
+        let read = (|| -> rusqlite::Result<()> {
+            let conn =
+                Connection::open_with_flags(&copy, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+            let mut st = conn.prepare(
+                "SELECT request_no, gateway, operation, amount_fen, state, created_ms, target, chan_txn_time FROM preauth_ops WHERE state IN ('INTENT','UNKNOWN','REVIEW')",
+            )?;
+            let mut rows = st.query([])?;
+            while let Some(r) = rows.next()? {
+                let v = serde_json::json!({"preauth": {
+                    "request_no": r.get::<_, String>(0).unwrap_or_default(),
+                    "gateway": r.get::<_, String>(1).unwrap_or_default(),
+                    "operation": r.get::<_, String>(2).unwrap_or_default(),
+                    "amount_fen": r.get::<_, i64>(3).unwrap_or_default(),
+                    "state": r.get::<_, String>(4).unwrap_or_default(),
+                    "created_ms": r.get::<_, i64>(5).unwrap_or_default(),
+                    "target": r.get::<_, String>(6).unwrap_or_default(),
+                    "chan_txn_time": r.get::<_, String>(7).unwrap_or_default(),
+                }});
+                out.push_str(&v.to_string());
+                out.push('\n');
+                n += 1;
+            }
+            Ok(())
+        })();
+        if let Err(e) = read
+            && !e.to_string().contains("no such table")
+        {
+            unreadable = Some(e.to_string());
+        }
     }
     std::fs::write(&export, out).map_err(|e| JournalError::Damaged {
         path: path.display().to_string(),

@@ -181,12 +181,14 @@ impl Env {
             .cloned()
     }
 
-    /// Every attempt in the journal, with history and refunds.
+    /// Every attempt in the journal, with history and refunds (the export's `preauth` lines
+    /// are left out).
     pub fn journal(&self) -> Vec<Value> {
         let out = self.run(&["journal", "export"]);
         String::from_utf8_lossy(&out.stdout)
             .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v.get("attempt").is_some())
             .collect()
     }
 
