@@ -1,7 +1,8 @@
 //! Issue 3, the soak: many payments with random amounts (every sandbox scenario) while the
-//! network randomly loses requests, loses replies and adds latency, with `recover` passes
-//! running now and then alongside the sales; at the end the faults stop, recovery runs until
-//! nothing is open, and every attempt in the journal must agree with the sandbox's ledger.
+//! network randomly loses requests, loses replies, adds latency or is down for seconds (longer
+//! than the query schedule), with `recover` passes running now and then alongside the sales; at
+//! the end the faults stop, recovery runs until nothing is open, and every attempt in the
+//! journal must agree with the sandbox's ledger.
 //!
 //! It runs in-process so thousands of payments stay cheap: the sandbox serves on a tokio runtime
 //! of its own, and each worker thread drives its own `Engine` (its own SQLite connection to the
@@ -84,35 +85,54 @@ fn soak_random_payments_faults_and_recovery() {
     let outcomes: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
     let recover_passes = Arc::new(AtomicU32::new(0));
 
-    // Faults change every few hundred milliseconds.
+    // Faults change every few hundred milliseconds; now and then (and always once, early) the
+    // gateway is down for 2–5 s, longer than the query schedule, so sales end in the
+    // store-and-forward queue and the drain settles them afterwards.
     let fault_thread = {
         let sb = sb.clone();
         let done = done.clone();
         std::thread::spawn(move || {
             let mut rng = rand::thread_rng();
-            let mut changes = 0u32;
+            let (mut changes, mut outages) = (0u32, 0u32);
             while !done.load(Ordering::Relaxed) {
-                let f = match rng.gen_range(0..10) {
-                    0 => Faults {
+                let mut hold = Duration::from_millis(rng.gen_range(100..500));
+                let pick = if changes == 2 {
+                    6
+                } else {
+                    rng.gen_range(0..20)
+                };
+                let f = match pick {
+                    0 | 1 => Faults {
                         lose_request: 0.2,
                         ..Faults::default()
                     },
-                    1 => Faults {
+                    2 | 3 => Faults {
                         lose_reply: 0.2,
                         ..Faults::default()
                     },
-                    2 => Faults {
+                    4 | 5 => Faults {
                         latency_ms: rng.gen_range(50..400),
                         ..Faults::default()
                     },
+                    6 => {
+                        outages += 1;
+                        hold = Duration::from_millis(rng.gen_range(2_000..5_000));
+                        Faults {
+                            down: true,
+                            ..Faults::default()
+                        }
+                    }
                     _ => Faults::default(),
                 };
                 sb.lock().faults = f;
                 changes += 1;
-                std::thread::sleep(Duration::from_millis(rng.gen_range(100..500)));
+                let t = Instant::now();
+                while t.elapsed() < hold && !done.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
             }
             sb.lock().faults = Faults::default();
-            changes
+            (changes, outages)
         })
     };
 
@@ -171,7 +191,7 @@ fn soak_random_payments_faults_and_recovery() {
     }
     let sales_done = started.elapsed();
     done.store(true, Ordering::Relaxed);
-    let fault_changes = fault_thread.join().unwrap();
+    let (fault_changes, outages) = fault_thread.join().unwrap();
     recover_thread.join().unwrap();
 
     // The network is quiet now: recover until nothing is open.
@@ -230,7 +250,8 @@ fn soak_random_payments_faults_and_recovery() {
                 by_no.get(a.out_trade_no.as_str())
             ),
             AttemptState::ManualReview => {
-                // A person decides; the money is all or nothing, never a part.
+                // A person decides (an outage outlasted the cancel window of an order the
+                // customer never confirmed, say); the money is all or nothing, never a part.
                 assert!(net == 0 || net == a.amount.fen(), "{}", a.out_trade_no);
             }
             other => panic!("{} is still {other} after recovery", a.out_trade_no),
@@ -257,7 +278,8 @@ fn soak_random_payments_faults_and_recovery() {
 
     eprintln!(
         "soak: {n} payments by {workers} workers in {:.1} s (sales {:.1} s, {:.1}/s); \
-         {} fault changes, {} recovery passes during the sales and {final_passes} after; \
+         {} fault changes ({outages} outages of 2-5 s), {} recovery passes during the sales \
+         and {final_passes} after; \
          outcomes at the counter {:?}; final states {states:?}; {fence_refunds} fence refunds; \
          process CPU {:.2} s ({:.2} ms per payment, sandbox included)",
         elapsed.as_secs_f64(),
@@ -277,4 +299,6 @@ fn soak_random_payments_faults_and_recovery() {
         .map(|(_, v)| v)
         .sum();
     assert_eq!(errors, 0, "sales refused: {:?}", outcomes.lock().unwrap());
+    // The long outage is in every run of a useful size (it is the third fault change).
+    assert!(n < 100 || outages >= 1, "no outage happened");
 }
