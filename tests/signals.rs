@@ -158,6 +158,14 @@ fn sigterm_while_recovery_waits_on_a_dead_gateway_exits_promptly() {
     assert!(status.success(), "exit status {status:?}");
     // At most the one gateway call in flight (2 s timeout) is waited for.
     assert!(took < Duration::from_secs(4), "took {took:?} to stop");
+    // Again while the next start's recovery (before the daemon is ready) waits on the dead
+    // gateway: still a clean stop, not the signal's default action.
+    let mut d = env.spawn_daemon(free_port());
+    std::thread::sleep(Duration::from_millis(500));
+    let (took, status) = terminate(&mut d, Duration::from_secs(30));
+    eprintln!("SIGTERM during start-up recovery: exited in {took:?} with {status:?}");
+    assert!(status.success(), "exit status {status:?}");
+    assert!(took < Duration::from_secs(4), "took {took:?} to stop");
     env.assert_integrity();
     env.assert_consistent(false);
     env.faults("{}");

@@ -251,6 +251,12 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
+    // Signals first: a SIGTERM during start-up recovery must end in a clean stop, not in the
+    // default action.
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    tokio::pin!(stop);
     let cfg = Config::load(&config_path)?;
     let journal_path = opts.journal.clone().unwrap_or_else(|| cfg.journal_path());
     let gateways = Gateways::from_config(&cfg)?;
@@ -341,31 +347,36 @@ pub async fn run(
     tokio::spawn(watchdog(shared.clone()));
     tokio::spawn(clock_watch(shared.clone()));
 
-    // Ready once start-up recovery has run.
+    // Ready once start-up recovery has run; a stop before that skips straight to shutting down.
+    let mut stopped = false;
     while !shared.ready.load(Ordering::SeqCst) && !shared.safe_mode.load(Ordering::SeqCst) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    sdnotify::notify("READY=1\nSTATUS=taking payments");
-    tracing::info!(ecr = %ecr_addr, mirror = ?mirror, "payterm is running");
-    if let Some(s) = started {
-        let _ = s.send(Serving {
-            ecr: ecr_addr,
-            mirror,
-            sim_scanner,
-        });
-    }
-
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-    tokio::pin!(stop);
-    loop {
         tokio::select! {
-            _ = hup.recv() => reload(&shared, &config_path),
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            _ = &mut stop => break,
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            _ = term.recv() => { stopped = true; break; }
+            _ = int.recv() => { stopped = true; break; }
+            _ = &mut stop => { stopped = true; break; }
         }
+    }
+    if !stopped {
+        sdnotify::notify("READY=1\nSTATUS=taking payments");
+        tracing::info!(ecr = %ecr_addr, mirror = ?mirror, "payterm is running");
+        if let Some(s) = started {
+            let _ = s.send(Serving {
+                ecr: ecr_addr,
+                mirror,
+                sim_scanner,
+            });
+        }
+        loop {
+            tokio::select! {
+                _ = hup.recv() => reload(&shared, &config_path),
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = &mut stop => break,
+            }
+        }
+    } else {
+        tracing::info!("stop requested during start-up recovery");
     }
     sdnotify::notify("STOPPING=1\nSTATUS=finishing in-flight payments");
     shared.accepting.store(false, Ordering::SeqCst);
