@@ -641,22 +641,11 @@ fn run(cli: Cli) -> Result<u8, Fail> {
             order,
             gateway,
             details,
-        } => {
-            let cfg = load(&cli)?;
-            let amount = Amount::parse_with_limit(amount, cfg.max_amount())
-                .map_err(|e| Fail(1, e.into()))?;
+        } => take_payment(&cli, &out, amount, order, details, |cfg| {
             let code =
                 AuthCode::classify(code, &cfg.code_rules()).map_err(|e| Fail(1, e.into()))?;
-            let req = PayRequest {
-                order_id: order.clone(),
-                amount,
-                credential: Credential::Code(code),
-                wallet: None,
-                gateway: gateway.clone(),
-                details: details.clone().into_order()?,
-            };
-            pay(&cli, &cfg, &out, req)
-        }
+            Ok((Credential::Code(code), None, gateway.clone()))
+        }),
         Cmd::FacePay {
             amount,
             face_code,
@@ -664,10 +653,7 @@ fn run(cli: Cli) -> Result<u8, Fail> {
             wallet,
             order,
             details,
-        } => {
-            let cfg = load(&cli)?;
-            let amount = Amount::parse_with_limit(amount, cfg.max_amount())
-                .map_err(|e| Fail(1, e.into()))?;
+        } => take_payment(&cli, &out, amount, order, details, |_| {
             let wallet = parse_wallet(wallet)?;
             if face_code.trim().is_empty() || openid.trim().is_empty() {
                 return Err(Fail(
@@ -675,29 +661,19 @@ fn run(cli: Cli) -> Result<u8, Fail> {
                     anyhow!("--face-code and --openid must not be empty"),
                 ));
             }
-            let req = PayRequest {
-                order_id: order.clone(),
-                amount,
-                credential: Credential::Face {
-                    face_code: FaceCode::new(face_code.trim()),
-                    openid: openid.trim().to_string(),
-                },
-                wallet: Some(wallet),
-                gateway: None,
-                details: details.clone().into_order()?,
+            let face = Credential::Face {
+                face_code: FaceCode::new(face_code.trim()),
+                openid: openid.trim().to_string(),
             };
-            pay(&cli, &cfg, &out, req)
-        }
+            Ok((face, Some(wallet), None))
+        }),
         Cmd::QrPay {
             amount,
             wallet,
             order,
             notify_url,
             details,
-        } => {
-            let cfg = load(&cli)?;
-            let amount = Amount::parse_with_limit(amount, cfg.max_amount())
-                .map_err(|e| Fail(1, e.into()))?;
+        } => take_payment(&cli, &out, amount, order, details, |_| {
             let wallet = parse_wallet(wallet)?;
             if !matches!(wallet, Wallet::Wechat | Wallet::Alipay) {
                 return Err(Fail(
@@ -705,18 +681,11 @@ fn run(cli: Cli) -> Result<u8, Fail> {
                     anyhow!("QR pre-orders exist for WECHAT and ALIPAY only"),
                 ));
             }
-            let req = PayRequest {
-                order_id: order.clone(),
-                amount,
-                credential: Credential::Qr {
-                    notify_url: notify_url.clone(),
-                },
-                wallet: Some(wallet),
-                gateway: None,
-                details: details.clone().into_order()?,
+            let qr = Credential::Qr {
+                notify_url: notify_url.clone(),
             };
-            pay(&cli, &cfg, &out, req)
-        }
+            Ok((qr, Some(wallet), None))
+        }),
         Cmd::Query { order } => {
             let cfg = load(&cli)?;
             let e = engine(&cli, &cfg)?;
@@ -919,6 +888,32 @@ fn parse_wallet(s: &str) -> Result<Wallet, Fail> {
             ),
         )
     })
+}
+
+/// The three ways to pay from the command line: the configuration loaded, the amount checked
+/// against its limit, then `credential` says what the customer showed (with the wallet, when
+/// it is not read from a code, and a gateway override).
+fn take_payment(
+    cli: &Cli,
+    out: &Out,
+    amount: &str,
+    order: &Option<String>,
+    details: &Details,
+    credential: impl FnOnce(&Config) -> Result<(Credential, Option<Wallet>, Option<String>), Fail>,
+) -> Result<u8, Fail> {
+    let cfg = load(cli)?;
+    let amount =
+        Amount::parse_with_limit(amount, cfg.max_amount()).map_err(|e| Fail(1, e.into()))?;
+    let (credential, wallet, gateway) = credential(&cfg)?;
+    let req = PayRequest {
+        order_id: order.clone(),
+        amount,
+        credential,
+        wallet,
+        gateway,
+        details: details.clone().into_order()?,
+    };
+    pay(cli, &cfg, out, req)
 }
 
 fn pay(cli: &Cli, cfg: &Config, out: &Out, req: PayRequest) -> Result<u8, Fail> {
