@@ -41,6 +41,17 @@ pub(crate) enum Align {
     Right,
 }
 
+impl Align {
+    /// Where a run `width` pixels wide starts when aligned this way to the anchor `x`.
+    pub fn start(self, x: i32, width: i32) -> i32 {
+        match self {
+            Align::Left => x,
+            Align::Center => x - width / 2,
+            Align::Right => x - width,
+        }
+    }
+}
+
 /// Vertical extent of a face: pixels above and below the baseline, scaled.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct VMetrics {
@@ -160,11 +171,7 @@ impl Face {
         D: DrawTarget<Color = Rgb565>,
     {
         let width = self.width(text) as i32;
-        let mut pen = match align {
-            Align::Left => x,
-            Align::Center => x - width / 2,
-            Align::Right => x - width,
-        };
+        let mut pen = align.start(x, width);
         for (font, s) in self.runs(text) {
             let advance = if self.scale <= 1 {
                 font.render(

@@ -31,6 +31,8 @@ pub(crate) const BLUE: Rgb565 = rgb(37, 99, 235);
 pub(crate) const BANNER_BG: Rgb565 = rgb(185, 28, 28);
 pub(crate) const BOX_BG: Rgb565 = rgb(255, 255, 255);
 pub(crate) const BOX_LINE: Rgb565 = rgb(156, 163, 175);
+/// Words and marks drawn on a strong colour (the offline banner, the icons' discs).
+pub(crate) const ON_COLOUR: Rgb565 = rgb(255, 255, 255);
 
 /// The smallest and largest sizes a layout is computed for.
 pub const MIN_SIZE: (u32, u32) = (160, 120);
@@ -225,14 +227,8 @@ where
         (lay.t(&text::OFFLINE), RED)
     };
     x -= lay.small.draw(d, net, x, base, Align::Right, BAR_FG) as i32;
-    let dot = (m.ascent / 2).max(6);
-    x -= dot as i32 + 4;
-    Circle::new(
-        Point::new(x, base - m.ascent as i32 / 2 - dot as i32 / 2),
-        dot,
-    )
-    .into_styled(PrimitiveStyle::with_fill(net_color))
-    .draw(d)?;
+    x -= dot_side(&m) as i32 + 4;
+    draw_dot(d, &m, x, base, net_color)?;
     x -= pad;
     if status.unsettled > 0 {
         let s = text::unsettled_short(status.unsettled, lay.locale);
@@ -247,28 +243,44 @@ where
     Ok(())
 }
 
+/// Side of the coloured dot that stands before a line of small text of metrics `m` (the
+/// network state in the status bar, each diagnostics row).
+fn dot_side(m: &VMetrics) -> u32 {
+    (m.ascent / 2).max(6)
+}
+
+/// Draws that dot with its left edge at `x`, centred on the middle of the capitals of the line
+/// whose baseline is `base`; returns its side.
+fn draw_dot<D>(d: &mut D, m: &VMetrics, x: i32, base: i32, color: Rgb565) -> Result<u32, D::Error>
+where
+    D: DrawTarget<Color = Rgb565>,
+{
+    let side = dot_side(m);
+    Circle::new(
+        Point::new(x, base - m.ascent as i32 / 2 - side as i32 / 2),
+        side,
+    )
+    .into_styled(PrimitiveStyle::with_fill(color))
+    .draw(d)?;
+    Ok(side)
+}
+
 /// Draws the red offline banner below the status bar; returns its height.
 fn draw_offline_banner<D>(d: &mut D, lay: &Layout, top: u32) -> Result<u32, D::Error>
 where
     D: DrawTarget<Color = Rgb565>,
 {
-    let m = lay.small.metrics();
     let lines = lay.small.wrap(
         lay.t(&text::OFFLINE_BANNER),
         lay.w.saturating_sub(2 * lay.pad),
     );
-    let lh = m.line_height() + 2;
-    let h = lh * lines.len() as u32 + lay.pad;
+    let h = text_height(&lay.small, lines.len()) + lay.pad;
     d.fill_solid(
         &Rectangle::new(Point::new(0, top as i32), Size::new(lay.w, h)),
         BANNER_BG,
     )?;
-    let mut y = (top + lay.pad / 2 + m.ascent) as i32;
-    for l in &lines {
-        lay.small
-            .draw(d, l, lay.w as i32 / 2, y, Align::Center, rgb(255, 255, 255));
-        y += lh as i32;
-    }
+    let y = (top + lay.pad / 2) as i32;
+    draw_lines(d, &lay.small, &lines, lay.w as i32 / 2, y, ON_COLOUR);
     Ok(h)
 }
 
@@ -572,9 +584,13 @@ fn wrapped(face: &Face, text: &str, width: u32, max_lines: usize) -> Vec<String>
     lines
 }
 
+/// Distance from one line's top to the next in a block of wrapped text.
+fn line_pitch(m: &VMetrics) -> u32 {
+    m.line_height() + 2
+}
+
 fn text_height(face: &Face, lines: usize) -> u32 {
-    let m = face.metrics();
-    lines as u32 * (m.line_height() + 2)
+    lines as u32 * line_pitch(&face.metrics())
 }
 
 /// Height of a block at `width`, excluding QR codes (which take what is left).
@@ -638,11 +654,7 @@ where
         return Ok(face.draw(d, t, x, base, align, c));
     };
     let total = amount_width(face, t) as i32;
-    let left = match align {
-        Align::Left => x,
-        Align::Center => x - total / 2,
-        Align::Right => x - total,
-    };
+    let left = align.start(x, total);
     let h = face.digit_height() as i32;
     let w = h * 55 / 100;
     let stroke = (h / 9).max(1) as u32;
@@ -707,13 +719,8 @@ where
         )
         .into_styled(PrimitiveStyle::with_stroke(rgb(220, 223, 228), 1))
         .draw(d)?;
-        let m = lay.small.metrics();
-        let mut y = (top + pad / 2 + m.ascent) as i32;
-        for l in &lines {
-            lay.small
-                .draw(d, l, lay.w as i32 / 2, y, Align::Center, MUTED);
-            y += (m.line_height() + 2) as i32;
-        }
+        let y = (top + pad / 2) as i32;
+        draw_lines(d, &lay.small, &lines, lay.w as i32 / 2, y, MUTED);
         area.size.height = top.saturating_sub(area.top_left.y as u32);
     }
     let inner = Rectangle::new(
@@ -878,13 +885,7 @@ where
                         DiagStatus::Fail => RED,
                         DiagStatus::Info => BOX_LINE,
                     };
-                    let dot = (m.ascent / 2).max(6);
-                    Circle::new(
-                        Point::new(x0, base - m.ascent as i32 / 2 - dot as i32 / 2),
-                        dot,
-                    )
-                    .into_styled(PrimitiveStyle::with_fill(color))
-                    .draw(d)?;
+                    let dot = draw_dot(d, &m, x0, base, color)?;
                     let lx = x0 + dot as i32 + 6;
                     lay.small.draw(
                         d,
@@ -930,6 +931,8 @@ where
     Ok(())
 }
 
+/// Draws `lines` centred on `cx`, the first one's top at `y` (the banner, the footer and every
+/// text block); returns the y below the last line, `y + text_height(face, lines.len())`.
 fn draw_lines<D>(
     d: &mut D,
     face: &Face,
@@ -944,7 +947,7 @@ where
     let m = face.metrics();
     for l in lines {
         face.draw(d, l, cx, y + m.ascent as i32, Align::Center, color);
-        y += (m.line_height() + 2) as i32;
+        y += line_pitch(&m) as i32;
     }
     y
 }
@@ -989,7 +992,7 @@ fn draw_icon<D>(
 where
     D: DrawTarget<Color = Rgb565>,
 {
-    let white = rgb(255, 255, 255);
+    let white = ON_COLOUR;
     let s = size as i32;
     let stroke = (size / 10).max(2);
     let p = |fx: i32, fy: i32| top_left + Point::new(s * fx / 100, s * fy / 100);
