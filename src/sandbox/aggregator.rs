@@ -10,7 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::ledger::{Order, Refund, Status};
-use super::{Sandbox, after_request, before_request, hang};
+use super::{Sandbox, after_request, begin, hang_up, post_notification};
 use crate::gateway::aggregator::Fields;
 use crate::gateway::aggregator::codes::code;
 
@@ -65,14 +65,15 @@ async fn handle(
     body: &[u8],
     process: impl FnOnce(&Sandbox, &Fields) -> Out,
 ) -> Response {
-    let Some(faults) = before_request(&sb).await else {
-        return (StatusCode::GATEWAY_TIMEOUT, "").into_response();
+    let (faults, (key, mch)) = match begin(&sb, "the aggregator", |c| {
+        Some((c.key.clone(), c.mch_id.clone()))
+    })
+    .await
+    {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     let req = Fields::from_form(body);
-    let (key, mch) = {
-        let g = sb.lock();
-        (g.cfg.key.clone(), g.cfg.mch_id.clone())
-    };
     let out = if req.verify(&key).is_err() {
         Out::Reply(fail(code::SIGN_ERROR, "签名错误"))
     } else if req.get("mch_id").is_some_and(|m| m != mch) {
@@ -92,10 +93,7 @@ async fn handle(
             );
             json(broken)
         }
-        Out::Hang => {
-            hang(&sb).await;
-            return (StatusCode::GATEWAY_TIMEOUT, "").into_response();
-        }
+        Out::Hang => return hang_up(&sb).await,
     };
     after_request(&sb, &faults, reply).await
 }
@@ -126,6 +124,13 @@ pub async fn gateway(State(sb): State<Sandbox>, body: axum::body::Bytes) -> Resp
 
 fn valid_no(s: &str) -> bool {
     crate::gateway::aggregator::valid_out_trade_no(s)
+}
+
+/// `total_fee`: a positive whole number of fen.
+fn total_fee(req: &Fields) -> Option<u64> {
+    req.get("total_fee")
+        .and_then(|f| f.parse::<u64>().ok())
+        .filter(|f| *f > 0)
 }
 
 fn paid_fields(o: &Order, mch: &str) -> Fields {
@@ -159,11 +164,7 @@ fn pay(sb: &Sandbox, req: &Fields, method: &str) -> Out {
             "out_trade_no 须为5到32位字母数字下划线",
         ));
     }
-    let Some(fee) = req
-        .get("total_fee")
-        .and_then(|f| f.parse::<u64>().ok())
-        .filter(|f| *f > 0)
-    else {
+    let Some(fee) = total_fee(req) else {
         return Out::Reply(fail(code::PARAM_ERROR, "total_fee 须为正整数(分)"));
     };
     let credential_ok = if method == "pay" {
@@ -200,46 +201,32 @@ fn pay(sb: &Sandbox, req: &Fields, method: &str) -> Out {
         .get("paytype")
         .map(str::to_string)
         .unwrap_or_else(|| paytype_of(req.get("auth_code").unwrap_or("")));
-    let status = match scenario {
-        51 => Status::Declined,
-        52 | 53 => Status::Paying,
-        _ => Status::Paid,
-    };
-    let order = Order {
-        out_trade_no: no.clone(),
-        paytype,
-        kind: method.to_string(),
-        amount_fen: fee,
-        status,
-        created_ms: now,
-        transaction_id: format!("42{now}{}", &no[no.len().saturating_sub(4)..]),
-        queries: 0,
-        cancel_tries: 0,
-        refunds: vec![],
-        notify_url: None,
-        never_created: false,
+    let order = Order::new(
+        &no,
+        &paytype,
+        method,
+        fee,
+        Status::of_scenario(scenario),
+        now,
+        format!("42{now}{}", &no[no.len().saturating_sub(4)..]),
+    );
+    let unpaid = |c: &str, trade_state: &str, msg: &str| {
+        let mut f = success(c, trade_state, msg);
+        f.set("mch_id", mch.as_str())
+            .set("out_trade_no", no.as_str());
+        Out::Reply(f)
     };
     let reply = match scenario {
-        51 => {
-            let mut f = success(
-                code::PAY_ERROR,
-                "FAIL",
-                "余额不足 (NOTENOUGH: insufficient balance)",
-            );
-            f.set("mch_id", mch.as_str())
-                .set("out_trade_no", no.as_str());
-            Out::Reply(f)
-        }
-        52 | 53 => {
-            let mut f = success(
-                code::PAYING,
-                "PROCESSING",
-                "需要用户输入支付密码 (USERPAYING)",
-            );
-            f.set("mch_id", mch.as_str())
-                .set("out_trade_no", no.as_str());
-            Out::Reply(f)
-        }
+        51 => unpaid(
+            code::PAY_ERROR,
+            "FAIL",
+            "余额不足 (NOTENOUGH: insufficient balance)",
+        ),
+        52 | 53 => unpaid(
+            code::PAYING,
+            "PROCESSING",
+            "需要用户输入支付密码 (USERPAYING)",
+        ),
         54 => Out::Hang,
         56 => Out::BadSignature(paid_fields(&order, &mch)),
         57 => Out::Reply(fail(code::SYSTEM_ERROR, "系统错误 (SYSTEMERROR)")),
@@ -265,10 +252,7 @@ fn query(sb: &Sandbox, req: &Fields) -> Fields {
     let Some(o) = g.ledger.get_mut(&no) else {
         return fail(code::NO_ORDER, "订单不存在");
     };
-    o.queries += 1;
-    if o.status == Status::Paying && o.amount_fen % 100 == 52 && o.queries >= 2 {
-        o.status = Status::Paid;
-    }
+    o.queried();
     let mut f = match o.status {
         Status::Paid if o.refunded_fen() >= o.amount_fen => {
             success(code::REFUNDING, "REFUND", "转入退款")
@@ -297,21 +281,10 @@ fn cancel(sb: &Sandbox, req: &Fields) -> Fields {
     let mut ok = success(code::OK, "SUCCESS", "SUCCESS");
     ok.set("mch_id", mch.as_str());
     let Some(o) = g.ledger.get_mut(&no) else {
-        // Never created: the number is closed so a late request cannot pay it.
-        g.ledger.orders.push(Order {
-            out_trade_no: no.clone(),
-            paytype: req.get("paytype").unwrap_or("").to_string(),
-            kind: "none".into(),
-            amount_fen: 0,
-            status: Status::Closed,
-            created_ms: now,
-            transaction_id: String::new(),
-            queries: 0,
-            cancel_tries: 0,
-            refunds: vec![],
-            notify_url: None,
-            never_created: true,
-        });
+        let paytype = req.get("paytype").unwrap_or("");
+        g.ledger
+            .orders
+            .push(Order::never_created(&no, paytype, "none", now));
         return ok;
     };
     let age = now - o.created_ms;
@@ -324,11 +297,9 @@ fn cancel(sb: &Sandbox, req: &Fields) -> Fields {
     if !o.refunds.is_empty() {
         return fail(code::CANCEL_ERROR, "订单已退款，不能撤销");
     }
-    if o.amount_fen % 100 == 58 && o.cancel_tries < 2 {
-        o.cancel_tries += 1;
+    if !o.cancel_try() {
         return fail(code::CANCEL_ERROR, "系统繁忙，请稍后重试 (recall=Y)");
     }
-    o.cancel_tries += 1;
     o.status = match o.status {
         Status::Paid | Status::Revoked => Status::Revoked,
         _ => Status::Closed,
@@ -390,13 +361,8 @@ fn refund(sb: &Sandbox, req: &Fields) -> Fields {
     if fee > o.amount_fen - o.refunded_fen() {
         return fail(code::REFUND_ERROR, "退款金额超过可退金额");
     }
-    let r = Refund {
-        out_refund_no: refund_no,
-        refund_id: format!("50{now}{}", o.refunds.len()),
-        amount_fen: fee,
-        at_ms: now,
-    };
-    o.refunds.push(r.clone());
+    let refund_id = format!("50{now}{}", o.refunds.len());
+    let r = o.add_refund(&refund_no, refund_id, fee, now);
     done(o, &r)
 }
 
@@ -463,11 +429,7 @@ async fn preorder(sb: Sandbox, body: axum::body::Bytes, wallet: &'static str) ->
         if !valid_no(&no) {
             return Out::Reply(fail(code::PARAM_ERROR, "out_trade_no 无效"));
         }
-        let Some(fee) = req
-            .get("total_fee")
-            .and_then(|f| f.parse::<u64>().ok())
-            .filter(|f| *f > 0)
-        else {
+        let Some(fee) = total_fee(req) else {
             return Out::Reply(fail(code::PARAM_ERROR, "total_fee 须为正整数(分)"));
         };
         if req.get("trade_type") != Some("NATIVE") {
@@ -479,18 +441,16 @@ async fn preorder(sb: Sandbox, body: axum::body::Bytes, wallet: &'static str) ->
         }
         let now = g.clock.now_ms();
         g.ledger.orders.push(Order {
-            out_trade_no: no.clone(),
-            paytype: wallet.into(),
-            kind: "preorder".into(),
-            amount_fen: fee,
-            status: Status::AwaitingScan,
-            created_ms: now,
-            transaction_id: format!("43{now}"),
-            queries: 0,
-            cancel_tries: 0,
-            refunds: vec![],
             notify_url: req.get("notify_url").map(str::to_string),
-            never_created: false,
+            ..Order::new(
+                &no,
+                wallet,
+                "preorder",
+                fee,
+                Status::AwaitingScan,
+                now,
+                format!("43{now}"),
+            )
         });
         let mut f = success(code::OK, "SUCCESS", "SUCCESS");
         f.set("mch_id", mch.as_str())
@@ -570,16 +530,7 @@ pub async fn customer_scans(State(sb): State<Sandbox>, Path(no): Path<String>) -
                 let url = url.clone();
                 let body = body.clone();
                 let answer = tokio::task::spawn_blocking(move || {
-                    let agent = ureq::Agent::new_with_config(
-                        ureq::Agent::config_builder()
-                            .timeout_global(Some(std::time::Duration::from_secs(3)))
-                            .http_status_as_error(false)
-                            .build(),
-                    );
-                    agent
-                        .post(&url)
-                        .header("Content-Type", "application/x-www-form-urlencoded")
-                        .send(body.as_bytes())
+                    post_notification(&url, "application/x-www-form-urlencoded", body.as_bytes())
                         .ok()
                         .and_then(|mut r| r.body_mut().read_to_string().ok())
                 })

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::ledger::{Order, Refund, Status};
-use super::{Sandbox, after_request, before_request, hang};
+use super::{Sandbox, after_request, begin, hang_up};
 use crate::gateway::chinaums::codes::{fen, text};
 use crate::sign::hmac::{open_body_header, parse_open_body_header, verify_open_body};
 use crate::sign::sha256::chinaums_token_signature;
@@ -111,10 +111,6 @@ fn err(code: &str, info: &str) -> Value {
     json!({"errCode": code, "errInfo": info})
 }
 
-fn cfg_of(sb: &Sandbox) -> Option<UmsSandboxConfig> {
-    sb.lock().cfg.chinaums.clone()
-}
-
 fn signed_reply(cfg: &UmsSandboxConfig, v: &Value, corrupt: bool) -> Response {
     let body = serde_json::to_vec(v).unwrap_or_default();
     let ts = crate::util::beijing_stamp(crate::util::now_ms());
@@ -186,15 +182,9 @@ async fn handle(
     body: axum::body::Bytes,
     process: impl FnOnce(&Sandbox, &UmsSandboxConfig, &Value) -> Out,
 ) -> Response {
-    let Some(faults) = before_request(&sb).await else {
-        return (StatusCode::GATEWAY_TIMEOUT, "").into_response();
-    };
-    let Some(cfg) = cfg_of(&sb) else {
-        return (
-            StatusCode::NOT_FOUND,
-            "ChinaUMS is not enabled in this sandbox",
-        )
-            .into_response();
+    let (faults, cfg) = match begin(&sb, "ChinaUMS", |c| c.chinaums.clone()).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     if let Err(why) = authenticate(&sb, &cfg, &headers, &body) {
         sb.lock().chinaums.rejected.push(why.clone());
@@ -209,25 +199,16 @@ async fn handle(
     let reply = match process(&sb, &cfg, &req) {
         Out::Reply(v) => signed_reply(&cfg, &v, false),
         Out::BadSignature(v) => signed_reply(&cfg, &v, true),
-        Out::Hang => {
-            hang(&sb).await;
-            return (StatusCode::GATEWAY_TIMEOUT, "").into_response();
-        }
+        Out::Hang => return hang_up(&sb).await,
     };
     after_request(&sb, &faults, reply).await
 }
 
 /// `POST /v1/token/access`.
 pub async fn token(State(sb): State<Sandbox>, body: axum::body::Bytes) -> Response {
-    let Some(faults) = before_request(&sb).await else {
-        return (StatusCode::GATEWAY_TIMEOUT, "").into_response();
-    };
-    let Some(cfg) = cfg_of(&sb) else {
-        return (
-            StatusCode::NOT_FOUND,
-            "ChinaUMS is not enabled in this sandbox",
-        )
-            .into_response();
+    let (faults, cfg) = match begin(&sb, "ChinaUMS", |c| c.chinaums.clone()).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let (app_id, ts, nonce, sig) = (
@@ -345,25 +326,15 @@ fn pay(sb: &Sandbox, req: &Value) -> Out {
     let paytype = crate::core::AuthCode::classify(&code, &crate::core::authcode::default_rules())
         .map(|c| c.wallet().paytype().to_string())
         .unwrap_or_else(|_| "UNKNOWN".into());
-    let status = match scenario {
-        51 => Status::Declined,
-        52 | 53 => Status::Paying,
-        _ => Status::Paid,
-    };
-    let order = Order {
-        out_trade_no: no.clone(),
-        paytype,
-        kind: "chinaums".into(),
-        amount_fen: amount,
-        status,
-        created_ms: now,
-        transaction_id: format!("UMS{now}{}", &no[no.len().saturating_sub(4)..]),
-        queries: 0,
-        cancel_tries: 0,
-        refunds: vec![],
-        notify_url: None,
-        never_created: false,
-    };
+    let order = Order::new(
+        &no,
+        &paytype,
+        "chinaums",
+        amount,
+        Status::of_scenario(scenario),
+        now,
+        format!("UMS{now}{}", &no[no.len().saturating_sub(4)..]),
+    );
     let out = match scenario {
         51 => Out::Reply(err("ERR_PAY_FAIL", "交易失败 余额不足")),
         52 | 53 => Out::Reply(
@@ -388,10 +359,7 @@ fn query(sb: &Sandbox, req: &Value) -> Value {
     let Some(o) = g.ledger.get_mut(&no).filter(|o| !o.never_created) else {
         return err("ERR_NO_ORDER", "订单不存在");
     };
-    o.queries += 1;
-    if o.status == Status::Paying && o.amount_fen % 100 == 52 && o.queries >= 2 {
-        o.status = Status::Paid;
-    }
+    o.queried();
     let (code, desc) = match o.status {
         Status::Paid if o.refunds.is_empty() => ("0", "成功"),
         Status::Paid => ("3", "已退货"),
@@ -418,21 +386,9 @@ fn void(sb: &Sandbox, req: &Value) -> Value {
     let no = order_no(req);
     let ok = json!({"errCode":"00","errInfo":"撤销成功","merchantOrderId": no});
     let Some(o) = g.ledger.get_mut(&no) else {
-        // Never created: the number is closed so a late request cannot pay it.
-        g.ledger.orders.push(Order {
-            out_trade_no: no.clone(),
-            paytype: String::new(),
-            kind: "none".into(),
-            amount_fen: 0,
-            status: Status::Closed,
-            created_ms: now,
-            transaction_id: String::new(),
-            queries: 0,
-            cancel_tries: 0,
-            refunds: vec![],
-            notify_url: None,
-            never_created: true,
-        });
+        g.ledger
+            .orders
+            .push(Order::never_created(&no, "", "none", now));
         return ok;
     };
     if !same_beijing_day(o.created_ms, now) {
@@ -441,11 +397,9 @@ fn void(sb: &Sandbox, req: &Value) -> Value {
     if !o.refunds.is_empty() {
         return err("ERR_VOID_REFUNDED", "已退货交易不能撤销");
     }
-    if o.amount_fen % 100 == 58 && o.cancel_tries < 2 {
-        o.cancel_tries += 1;
+    if !o.cancel_try() {
         return err("ERR_BUSY", "系统繁忙，请稍后重试");
     }
-    o.cancel_tries += 1;
     o.status = match o.status {
         Status::Paid | Status::Revoked => Status::Revoked,
         // A declined payment moved no money; the void changes nothing.
@@ -488,13 +442,8 @@ fn refund(sb: &Sandbox, req: &Value) -> Value {
     if amount > o.amount_fen - o.refunded_fen() {
         return err("ERR_REFUND_AMOUNT", "退货金额超过可退金额");
     }
-    let r = Refund {
-        out_refund_no: rid,
-        refund_id: format!("UR{now}{}", o.refunds.len()),
-        amount_fen: amount,
-        at_ms: now,
-    };
-    o.refunds.push(r.clone());
+    let refund_id = format!("UR{now}{}", o.refunds.len());
+    let r = o.add_refund(&rid, refund_id, amount, now);
     done(o, &r)
 }
 

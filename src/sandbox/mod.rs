@@ -198,8 +198,7 @@ pub(crate) async fn after_request(sb: &Sandbox, f: &Faults, reply: Response) -> 
         tokio::time::sleep(Duration::from_millis(f.latency_ms)).await;
     }
     if f.lose_reply > 0.0 && rand::thread_rng().gen_bool(f.lose_reply.min(1.0)) {
-        hang(sb).await;
-        return (StatusCode::GATEWAY_TIMEOUT, "").into_response();
+        return hang_up(sb).await;
     }
     reply
 }
@@ -208,6 +207,48 @@ pub(crate) async fn after_request(sb: &Sandbox, f: &Faults, reply: Response) -> 
 pub(crate) async fn hang(sb: &Sandbox) {
     let ms = sb.lock().cfg.hang_ms;
     tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+/// A reply that never comes: the connection is held like a dead link's, then dropped (504).
+pub(crate) async fn hang_up(sb: &Sandbox) -> Response {
+    hang(sb).await;
+    (StatusCode::GATEWAY_TIMEOUT, "").into_response()
+}
+
+/// How every gateway's handler starts: the faults (`Err`: the request was lost, after a hang),
+/// then that gateway's part of the configuration (`Err`: 404, the gateway is switched off).
+pub(crate) async fn begin<C>(
+    sb: &Sandbox,
+    gateway: &str,
+    part: impl FnOnce(&SandboxConfig) -> Option<C>,
+) -> Result<(Faults, C), Response> {
+    let Some(faults) = before_request(sb).await else {
+        return Err((StatusCode::GATEWAY_TIMEOUT, "").into_response());
+    };
+    let Some(c) = part(&sb.lock().cfg) else {
+        let why = format!("{gateway} is not enabled in this sandbox");
+        return Err((StatusCode::NOT_FOUND, why).into_response());
+    };
+    Ok((faults, c))
+}
+
+/// Posts one try of a notification (blocking: run it off the async threads), as the gateways'
+/// notifiers do: at most 3 s, and an HTTP error status is the merchant's answer, not a failure.
+pub(crate) fn post_notification(
+    url: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(3)))
+            .http_status_as_error(false)
+            .build(),
+    );
+    agent
+        .post(url)
+        .header("Content-Type", content_type)
+        .send(body)
 }
 
 async fn ledger_json(State(sb): State<Sandbox>) -> Response {
