@@ -13,7 +13,8 @@
 //! undo only in the clearing day before 23:00, never after a refund, full amount only; refunds
 //! never above what was paid; one orderId once. Paid consumes and undos are notified to the
 //! request's `backUrl`. The 76 file is built from what the sandbox really did, with differences
-//! injected through `POST /_sandbox/acp/recon-diff`.
+//! injected through `POST /_sandbox/acp/recon-diff`. The signature check (01) and the reply
+//! signing also serve the 云闪付 contract debits (`upapi.rs`), which are ACP messages.
 
 use std::sync::Arc;
 
@@ -23,8 +24,8 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use super::ledger::{Order, Refund, Status};
-use super::{Sandbox, after_request, before_request, hang};
+use super::ledger::{Order, Status};
+use super::{Sandbox, after_request, begin, hang_up, post_notification};
 use crate::core::money::Amount;
 use crate::gateway::unionpay::cert::Certificate;
 use crate::gateway::unionpay::message::{AcpMessage, cert_hash_for_version, hex_digest};
@@ -198,7 +199,7 @@ enum Out {
     Plain(&'static str),
 }
 
-fn kv(k: &str, v: impl Into<String>) -> (String, String) {
+pub(crate) fn kv(k: &str, v: impl Into<String>) -> (String, String) {
     (k.to_string(), v.into())
 }
 
@@ -224,72 +225,70 @@ fn echo(req: &AcpMessage) -> Vec<(String, String)> {
         .collect()
 }
 
-fn with_code(req: &AcpMessage, code: &str, msg: &str) -> Vec<(String, String)> {
+/// The reply fields echoed from `req`, with `respCode` and `respMsg` (the contract debits'
+/// replies are made the same way).
+pub(crate) fn with_code(req: &AcpMessage, code: &str, msg: &str) -> Vec<(String, String)> {
     let mut f = echo(req);
     f.push(kv("respCode", code));
     f.push(kv("respMsg", msg));
     f
 }
 
+/// `k=v&…`, in the order given.
+fn join(fields: &[(String, String)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// What is signed: every field, sorted by name.
+fn string_to_sign(fields: &[(String, String)]) -> String {
+    let mut sorted = fields.to_vec();
+    sorted.sort();
+    join(&sorted)
+}
+
 /// Signs fields as UnionPay does and joins them raw, `k=v&…`: signMethod 01 (5.1.0, SHA-256 hex
 /// digest signed with SHA256withRSA, the leaf in `signPubKeyCert`) or 11/12 (secure key).
 /// `corrupt`: a wrong signature (01: one character changed; 11/12: made with another key).
-fn signed_raw_as(
+/// The 云闪付 contract debits' replies are signed here too (01): they are ACP replies.
+pub(crate) fn signed_raw_as(
     cfg: &AcpSandboxConfig,
     mut fields: Vec<(String, String)>,
     corrupt: bool,
     how: ReplySign,
 ) -> String {
     fields.retain(|(k, _)| k != "signature" && k != "signMethod" && k != "signPubKeyCert");
-    if let ReplySign::SecureKey(hash) = how {
-        fields.push(kv(
-            "signMethod",
-            if hash == SecureKeyHash::Sha256 {
+    let sig = match how {
+        ReplySign::SecureKey(hash) => {
+            let method = if hash == SecureKeyHash::Sha256 {
                 "11"
             } else {
                 "12"
-            },
-        ));
-        let mut sorted = fields.clone();
-        sorted.sort();
-        let to_sign = sorted
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("&");
-        let mut key = cfg.secure_key.clone();
-        if corrupt {
-            key.extend_from_slice(b"-not-the-merchant's");
+            };
+            fields.push(kv("signMethod", method));
+            let mut key = cfg.secure_key.clone();
+            if corrupt {
+                key.extend_from_slice(b"-not-the-merchant's");
+            }
+            secure_key_sign(hash, &string_to_sign(&fields), &key)
         }
-        fields.push(kv("signature", secure_key_sign(hash, &to_sign, &key)));
-        return fields
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("&");
-    }
-    fields.push(kv("signMethod", "01"));
-    fields.push(kv("signPubKeyCert", cfg.leaf_pem.clone()));
-    let mut sorted = fields.clone();
-    sorted.sort();
-    let to_sign = sorted
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&");
-    let digest = hex_digest(RsaHash::Sha256, to_sign.as_bytes());
-    let sig = cfg
-        .key
-        .sign_pkcs1(RsaHash::Sha256, digest.as_bytes(), &mut rand::thread_rng())
-        .map(|s| base64::engine::general_purpose::STANDARD.encode(s))
-        .unwrap_or_default();
-    let sig = if corrupt { corrupt_b64(&sig) } else { sig };
+        ReplySign::Cert => {
+            fields.push(kv("signMethod", "01"));
+            fields.push(kv("signPubKeyCert", cfg.leaf_pem.clone()));
+            let digest = hex_digest(RsaHash::Sha256, string_to_sign(&fields).as_bytes());
+            let sig = cfg
+                .key
+                .sign_pkcs1(RsaHash::Sha256, digest.as_bytes(), &mut rand::thread_rng())
+                .map(|s| base64::engine::general_purpose::STANDARD.encode(s))
+                .unwrap_or_default();
+            if corrupt { corrupt_b64(&sig) } else { sig }
+        }
+    };
     fields.push(kv("signature", sig));
-    fields
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&")
+    join(&fields)
 }
 
 /// Changes one base64 character (still valid base64, wrong signature).
@@ -301,35 +300,51 @@ fn corrupt_b64(s: &str) -> String {
     c.into_iter().collect()
 }
 
+/// Why a request is refused before processing: its respCode and respMsg.
+type Refusal = (&'static str, String);
+
 /// Checks a request's signature: signMethod 01 against the merchant certificate, 11/12 with the
-/// merchant's secure key.
-fn check_request(cfg: &AcpSandboxConfig, m: &AcpMessage) -> Result<(), (&'static str, String)> {
-    if let ReplySign::SecureKey(hash) = ReplySign::of(m) {
-        if m.get("version").and_then(cert_hash_for_version).is_none() {
-            return Err(("10", "报文格式错误 version".into()));
+/// merchant's secure key; then that it is our merchant's.
+fn check_request(cfg: &AcpSandboxConfig, m: &AcpMessage) -> Result<(), Refusal> {
+    match ReplySign::of(m) {
+        ReplySign::SecureKey(hash) => {
+            version_hash(m)?;
+            let sig = m.get("signature").unwrap_or("");
+            if !secure_key_verify(hash, &m.string_to_sign(), &cfg.secure_key, sig) {
+                return Err(("11", "验证签名失败 (secure key)".into()));
+            }
         }
-        let sig = m.get("signature").unwrap_or("");
-        if !secure_key_verify(hash, &m.string_to_sign(), &cfg.secure_key, sig) {
-            return Err(("11", "验证签名失败 (secure key)".into()));
+        ReplySign::Cert => {
+            if m.get("signMethod") != Some("01") {
+                return Err((
+                    "11",
+                    "验证签名失败 (the sandbox takes signMethod 01, 11 or 12)".into(),
+                ));
+            }
+            check_cert_signature(cfg, m)?;
         }
-        if m.get("merId") != Some(cfg.mer_id.as_str()) {
-            return Err(("31", "商户状态不正确 unknown merId".into()));
-        }
-        return Ok(());
     }
-    if m.get("signMethod") != Some("01") {
-        return Err((
-            "11",
-            "验证签名失败 (the sandbox takes signMethod 01, 11 or 12)".into(),
-        ));
+    if m.get("merId") != Some(cfg.mer_id.as_str()) {
+        return Err(("31", "商户状态不正确 unknown merId".into()));
     }
+    Ok(())
+}
+
+/// The hash a request's `version` signs with (the format error when it names none).
+fn version_hash(m: &AcpMessage) -> Result<RsaHash, Refusal> {
+    m.get("version")
+        .and_then(cert_hash_for_version)
+        .ok_or_else(|| ("10", "报文格式错误 version".into()))
+}
+
+/// A signMethod 01 signature: made with the key of the merchant certificate it names (`certId`).
+/// The 云闪付 contract debits are checked with it too.
+pub(crate) fn check_cert_signature(cfg: &AcpSandboxConfig, m: &AcpMessage) -> Result<(), Refusal> {
     let cert_id = cfg.merchant_cert.serial_decimal();
     if m.get("certId") != Some(cert_id.as_str()) {
         return Err(("11", format!("验证签名失败 certId is not {cert_id}")));
     }
-    let Some(hash) = m.get("version").and_then(cert_hash_for_version) else {
-        return Err(("10", "报文格式错误 version".into()));
-    };
+    let hash = version_hash(m)?;
     let Ok(sig) = base64::engine::general_purpose::STANDARD
         .decode(m.get("signature").unwrap_or("").as_bytes())
     else {
@@ -344,27 +359,34 @@ fn check_request(cfg: &AcpSandboxConfig, m: &AcpMessage) -> Result<(), (&'static
     ) {
         return Err(("11", "验证签名失败".into()));
     }
-    if m.get("merId") != Some(cfg.mer_id.as_str()) {
-        return Err(("31", "商户状态不正确 unknown merId".into()));
-    }
     Ok(())
 }
 
-fn text_reply(body: String) -> Response {
+pub(crate) fn text_reply(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/plain;charset=UTF-8")], body).into_response()
+}
+
+/// What processing a request came to; `Err`: it is refused, answered at once and no
+/// transaction is recorded for it.
+type Processed = Result<Out, Out>;
+
+/// The success message of every reply that carries `respCode` 00.
+const OK_MSG: &str = "成功[0000000]";
+
+/// The reply echoing `req` with `code` and `msg`.
+fn coded(req: &AcpMessage, code: &str, msg: &str) -> Out {
+    Out::Reply(with_code(req, code, msg))
 }
 
 /// Common handling: faults, parse, signature, then `process`.
 async fn handle(
     sb: Sandbox,
     body: &[u8],
-    process: impl FnOnce(&Sandbox, &AcpSandboxConfig, &AcpMessage) -> Out,
+    process: impl FnOnce(&Sandbox, &AcpSandboxConfig, &AcpMessage) -> Processed,
 ) -> Response {
-    let Some(faults) = before_request(&sb).await else {
-        return (StatusCode::GATEWAY_TIMEOUT, "").into_response();
-    };
-    let Some(cfg) = sb.lock().cfg.acp.clone() else {
-        return (StatusCode::NOT_FOUND, "ACP is not enabled in this sandbox").into_response();
+    let (faults, cfg) = match begin(&sb, "ACP", |c| c.acp.clone()).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     let req = match std::str::from_utf8(body)
         .ok()
@@ -380,14 +402,14 @@ async fn handle(
         return text_reply("Invalid request.".into());
     }
     let out = match check_request(&cfg, &req) {
-        Err((code, msg)) => Out::Reply(with_code(&req, code, &msg)),
+        Err((code, msg)) => coded(&req, code, &msg),
         Ok(()) => {
             sb.lock().acp.verified.push(VerifiedRequest {
                 txn_type: req.get("txnType").unwrap_or("").to_string(),
                 order_id: req.get("orderId").unwrap_or("").to_string(),
                 sign_method: req.get("signMethod").unwrap_or("").to_string(),
             });
-            process(&sb, &cfg, &req)
+            process(&sb, &cfg, &req).unwrap_or_else(|refusal| refusal)
         }
     };
     let how = ReplySign::of(&req);
@@ -395,12 +417,25 @@ async fn handle(
         Out::Reply(f) => text_reply(signed_raw_as(&cfg, f, false, how)),
         Out::BadSignature(f) => text_reply(signed_raw_as(&cfg, f, true, how)),
         Out::Plain(s) => text_reply(s.into()),
-        Out::Hang => {
-            hang(&sb).await;
-            return (StatusCode::GATEWAY_TIMEOUT, "").into_response();
-        }
+        Out::Hang => return hang_up(&sb).await,
     };
     after_request(&sb, &faults, reply).await
+}
+
+/// Handling for an endpoint that takes one txnType only (as UnionPay answers any other).
+async fn handle_only(
+    sb: Sandbox,
+    body: &[u8],
+    txn_type: &'static str,
+    process: fn(&Sandbox, &AcpSandboxConfig, &AcpMessage) -> Processed,
+) -> Response {
+    handle(sb, body, move |sb, cfg, req| {
+        if req.get("txnType") != Some(txn_type) {
+            return Ok(Out::Plain("Invalid request URI."));
+        }
+        process(sb, cfg, req)
+    })
+    .await
 }
 
 pub async fn back_trans(State(sb): State<Sandbox>, body: axum::body::Bytes) -> Response {
@@ -414,38 +449,26 @@ pub async fn back_trans(State(sb): State<Sandbox>, body: axum::body::Bytes) -> R
             ("04", _) => refund(sb, req),
             ("99", _) => reversal(sb, req),
             ("02", "04") => preauth(sb, req),
-            ("32", _) | ("33", _) => preauth_undo(sb, cfg, req),
+            ("32", _) | ("33", _) => preauth_undo(sb, req),
             ("03", _) => preauth_complete(sb, req),
             ("95", _) => {
-                let mut f = with_code(req, "00", "成功[0000000]");
+                let mut f = with_code(req, "00", OK_MSG);
                 f.push(kv("certType", "01"));
                 f.push(kv("encryptPubKeyCert", cfg.enc_new_pem.clone()));
-                Out::Reply(f)
+                Ok(Out::Reply(f))
             }
-            _ => Out::Plain("Invalid request URI."),
+            _ => Ok(Out::Plain("Invalid request URI.")),
         }
     })
     .await
 }
 
 pub async fn query_trans(State(sb): State<Sandbox>, body: axum::body::Bytes) -> Response {
-    handle(sb, &body, |sb, cfg, req| {
-        if req.get("txnType") != Some("00") {
-            return Out::Plain("Invalid request URI.");
-        }
-        query(sb, cfg, req)
-    })
-    .await
+    handle_only(sb, &body, "00", query).await
 }
 
 pub async fn file_trans(State(sb): State<Sandbox>, body: axum::body::Bytes) -> Response {
-    handle(sb, &body, |sb, cfg, req| {
-        if req.get("txnType") != Some("76") {
-            return Out::Plain("Invalid request URI.");
-        }
-        file(sb, cfg, req)
-    })
-    .await
+    handle_only(sb, &body, "76", file).await
 }
 
 /// `POST /_sandbox/acp/recon-diff`: a [`ReconDiff`] (JSON) applied to every later 76 file.
@@ -490,6 +513,11 @@ fn amount_of(req: &AcpMessage) -> Option<u64> {
         .filter(|a| *a > 0)
 }
 
+/// `txnAmt` in fen, or the format error.
+fn fee_of(req: &AcpMessage) -> Result<u64, Out> {
+    amount_of(req).ok_or_else(|| coded(req, "10", "报文格式错误 txnAmt"))
+}
+
 fn find_orig<'a>(txns: &'a [Txn], req: &AcpMessage, types: &[&str]) -> Option<&'a Txn> {
     txns.iter().find(|t| {
         types.contains(&t.txn_type.as_str())
@@ -502,6 +530,40 @@ fn find_orig<'a>(txns: &'a [Txn], req: &AcpMessage, types: &[&str]) -> Option<&'
                 (None, Some(o), Some(tt)) => t.order_id == o && t.txn_time == tt,
                 _ => false,
             }
+    })
+}
+
+/// The refusal of a follow-up whose original is unknown, or not in a state it applies to.
+fn no_orig(req: &AcpMessage) -> Out {
+    coded(req, "35", "原交易不存在或状态不正确")
+}
+
+/// The original (of one of `types`) a follow-up names.
+fn orig_of(g: &super::Inner, req: &AcpMessage, types: &[&str]) -> Result<Txn, Out> {
+    find_orig(&g.acp.txns, req, types)
+        .cloned()
+        .ok_or_else(|| no_orig(req))
+}
+
+/// The consume an undo or refund names, with its order in the ledger.
+fn orig_consume(g: &super::Inner, req: &AcpMessage) -> Result<(Txn, Order), Out> {
+    let orig = orig_of(g, req, &["01"])?;
+    let order = g
+        .ledger
+        .get(&orig.order_id)
+        .cloned()
+        .ok_or_else(|| no_orig(req))?;
+    Ok((orig, order))
+}
+
+/// The consume as the documented rules see it (its time, amount, refunds, undo).
+fn original(req: &AcpMessage, orig: &Txn, order: &Order) -> Result<Original, Out> {
+    let txn_time = TxnTime::parse(&orig.txn_time).ok_or_else(|| no_orig(req))?;
+    Ok(Original {
+        txn_time,
+        amount: Amount::from_fen(order.amount_fen),
+        refunded: Amount::from_fen(order.refunded_fen()),
+        undone: order.status == Status::Revoked,
     })
 }
 
@@ -537,6 +599,34 @@ fn record(
     t
 }
 
+/// Records a follow-up of `orig` that succeeded.
+fn record_done(g: &mut super::Inner, req: &AcpMessage, fee: u64, orig: &Txn, now: i64) -> Txn {
+    record(
+        g,
+        req,
+        fee,
+        "00",
+        OK_MSG,
+        Some((&orig.order_id, &orig.query_id)),
+        now,
+    )
+}
+
+/// The success reply's fields for the recorded `t`: its queryId and, for a follow-up, the
+/// original's.
+fn success_fields(req: &AcpMessage, t: &Txn) -> Vec<(String, String)> {
+    let mut f = with_code(req, "00", OK_MSG);
+    f.push(kv("queryId", t.query_id.clone()));
+    if let Some(q) = &t.orig_query_id {
+        f.push(kv("origQryId", q.clone()));
+    }
+    f
+}
+
+fn success(req: &AcpMessage, t: &Txn) -> Processed {
+    Ok(Out::Reply(success_fields(req, t)))
+}
+
 fn duplicate(g: &super::Inner, req: &AcpMessage) -> bool {
     let (o, t) = (
         req.get("orderId").unwrap_or(""),
@@ -548,18 +638,24 @@ fn duplicate(g: &super::Inner, req: &AcpMessage) -> bool {
     })
 }
 
+/// The refusal of an orderId sent before (the same txnTime, or the same day).
+fn not_seen(g: &super::Inner, req: &AcpMessage) -> Result<(), Out> {
+    if duplicate(g, req) {
+        return Err(coded(req, "12", "重复交易"));
+    }
+    Ok(())
+}
+
 fn valid_order_id(s: &str) -> bool {
     (8..=40).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
-fn consume(sb: &Sandbox, cfg: &AcpSandboxConfig, req: &AcpMessage) -> Out {
+fn consume(sb: &Sandbox, cfg: &AcpSandboxConfig, req: &AcpMessage) -> Processed {
     let mut g = sb.lock();
     let now = g.clock.now_ms();
     let no = req.get("orderId").unwrap_or("").to_string();
     let qr = req.get("qrNo").unwrap_or("");
-    let Some(fee) = amount_of(req) else {
-        return Out::Reply(with_code(req, "10", "报文格式错误 txnAmt"));
-    };
+    let fee = fee_of(req)?;
     if !valid_order_id(&no)
         || qr.is_empty()
         || qr.len() > 20
@@ -567,7 +663,7 @@ fn consume(sb: &Sandbox, cfg: &AcpSandboxConfig, req: &AcpMessage) -> Out {
         || req.get("txnTime").and_then(TxnTime::parse).is_none()
         || req.get("backUrl").is_none()
     {
-        return Out::Reply(with_code(
+        return Err(coded(
             req,
             "10",
             "报文格式错误 orderId/qrNo/txnTime/backUrl",
@@ -575,41 +671,40 @@ fn consume(sb: &Sandbox, cfg: &AcpSandboxConfig, req: &AcpMessage) -> Out {
     }
     g.seen_out_trade_nos.push(no.clone());
     if duplicate(&g, req) || g.ledger.get(&no).is_some() {
-        return Out::Reply(with_code(req, "12", "重复交易"));
+        return Err(coded(req, "12", "重复交易"));
     }
     let scenario = fee % 100;
     if scenario == 55 {
-        return Out::Hang;
+        return Ok(Out::Hang);
     }
-    let (result, msg, status) = match scenario {
-        51 => ("64", "余额不足", Status::Declined),
-        52 | 53 => ("05", "交易已受理，等待用户输入密码", Status::Paying),
-        _ => ("00", "成功[0000000]", Status::Paid),
+    let status = Status::of_scenario(scenario);
+    let (result, msg) = match status {
+        Status::Declined => ("64", "余额不足"),
+        Status::Paying => ("05", "交易已受理，等待用户输入密码"),
+        _ => ("00", OK_MSG),
     };
     let t = record(&mut g, req, fee, result, msg, None, now);
-    g.ledger.orders.push(Order {
-        out_trade_no: no.clone(),
-        paytype: "UNIONPAY".into(),
-        kind: "acp_consume".into(),
-        amount_fen: fee,
+    let order = Order::new(
+        &no,
+        "UNIONPAY",
+        "acp_consume",
+        fee,
         status,
-        created_ms: now,
-        transaction_id: t.query_id.clone(),
-        queries: 0,
-        cancel_tries: 0,
-        refunds: vec![],
+        now,
+        t.query_id.clone(),
+    );
+    g.ledger.orders.push(Order {
         notify_url: req.get("backUrl").map(str::to_string),
-        never_created: false,
+        ..order
     });
-    let mut f = with_code(req, "00", "成功[0000000]");
-    f.push(kv("queryId", t.query_id.clone()));
+    let f = success_fields(req, &t);
     let out = match scenario {
-        51 => Out::Reply(with_code(req, "64", "余额不足")),
+        51 => coded(req, "64", "余额不足"),
         54 => Out::Hang,
         56 => Out::BadSignature(f),
         57 => {
             let code = ["03", "04", "05"][((fee / 100) % 3) as usize];
-            Out::Reply(with_code(req, code, "交易状态未明，请查询"))
+            coded(req, code, "交易状态未明，请查询")
         }
         _ => Out::Reply(f),
     };
@@ -617,10 +712,10 @@ fn consume(sb: &Sandbox, cfg: &AcpSandboxConfig, req: &AcpMessage) -> Out {
     if status == Status::Paid {
         notify(sb, cfg, &t, ReplySign::of(req));
     }
-    out
+    Ok(out)
 }
 
-fn query(sb: &Sandbox, cfg: &AcpSandboxConfig, req: &AcpMessage) -> Out {
+fn query(sb: &Sandbox, cfg: &AcpSandboxConfig, req: &AcpMessage) -> Processed {
     let mut g = sb.lock();
     let (o, tt) = (
         req.get("orderId").unwrap_or("").to_string(),
@@ -632,19 +727,16 @@ fn query(sb: &Sandbox, cfg: &AcpSandboxConfig, req: &AcpMessage) -> Out {
         .iter()
         .position(|t| t.order_id == o && t.txn_time == tt)
     else {
-        return Out::Reply(with_code(req, "34", "查无此交易"));
+        return Err(coded(req, "34", "查无此交易"));
     };
     let mut became_paid = None;
     if g.acp.txns[i].txn_type == "01"
         && let Some(order) = g.ledger.get_mut(&o)
+        && order.queried()
     {
-        order.queries += 1;
-        if order.status == Status::Paying && order.amount_fen % 100 == 52 && order.queries >= 2 {
-            order.status = Status::Paid;
-            g.acp.txns[i].result = "00".into();
-            g.acp.txns[i].result_msg = "成功[0000000]".into();
-            became_paid = Some(g.acp.txns[i].clone());
-        }
+        g.acp.txns[i].result = "00".into();
+        g.acp.txns[i].result_msg = OK_MSG.into();
+        became_paid = Some(g.acp.txns[i].clone());
     }
     let t = g.acp.txns[i].clone();
     drop(g);
@@ -668,13 +760,13 @@ fn query(sb: &Sandbox, cfg: &AcpSandboxConfig, req: &AcpMessage) -> Out {
         settle_date_of(&t).format("%m%d").to_string(),
     ));
     f.push(kv("respCode", "00"));
-    f.push(kv("respMsg", "成功[0000000]"));
+    f.push(kv("respMsg", OK_MSG));
     f.push(kv("origRespCode", t.result.clone()));
     f.push(kv("origRespMsg", t.result_msg.clone()));
     if let Some(q) = &t.orig_query_id {
         f.push(kv("origQryId", q.clone()));
     }
-    Out::Reply(f)
+    Ok(Out::Reply(f))
 }
 
 fn refused_code(r: &Refused) -> (&'static str, String) {
@@ -689,146 +781,72 @@ fn refused_code(r: &Refused) -> (&'static str, String) {
     }
 }
 
-fn undo(sb: &Sandbox, cfg: &AcpSandboxConfig, req: &AcpMessage) -> Out {
+/// The reply to a request the documented rules refuse.
+fn refused(req: &AcpMessage, r: Refused) -> Out {
+    let (c, m) = refused_code(&r);
+    coded(req, c, &m)
+}
+
+fn undo(sb: &Sandbox, cfg: &AcpSandboxConfig, req: &AcpMessage) -> Processed {
     let mut g = sb.lock();
     let now = g.clock.now_ms();
-    let Some(fee) = amount_of(req) else {
-        return Out::Reply(with_code(req, "10", "报文格式错误 txnAmt"));
-    };
+    let fee = fee_of(req)?;
     if !valid_order_id(req.get("orderId").unwrap_or("")) || req.get("backUrl").is_none() {
-        return Out::Reply(with_code(req, "10", "报文格式错误"));
+        return Err(coded(req, "10", "报文格式错误"));
     }
-    if duplicate(&g, req) {
-        return Out::Reply(with_code(req, "12", "重复交易"));
-    }
-    let Some(orig) = find_orig(&g.acp.txns, req, &["01"]).cloned() else {
-        return Out::Reply(with_code(req, "35", "原交易不存在或状态不正确"));
-    };
-    let Some(order) = g.ledger.get(&orig.order_id).cloned() else {
-        return Out::Reply(with_code(req, "35", "原交易不存在或状态不正确"));
-    };
+    not_seen(&g, req)?;
+    let (orig, order) = orig_consume(&g, req)?;
     if order.status != Status::Paid && order.status != Status::Revoked {
-        return Out::Reply(with_code(req, "35", "原交易不存在或状态不正确 (not paid)"));
+        return Err(coded(req, "35", "原交易不存在或状态不正确 (not paid)"));
     }
-    let Some(orig_tt) = TxnTime::parse(&orig.txn_time) else {
-        return Out::Reply(with_code(req, "35", "原交易不存在或状态不正确"));
-    };
-    let o = Original {
-        txn_time: orig_tt,
-        amount: Amount::from_fen(order.amount_fen),
-        refunded: Amount::from_fen(order.refunded_fen()),
-        undone: order.status == Status::Revoked,
-    };
-    if let Err(r) = undo_allowed(&o, Amount::from_fen(fee), now) {
-        let (c, m) = refused_code(&r);
-        return Out::Reply(with_code(req, c, &m));
-    }
-    if order.amount_fen % 100 == 58 && order.cancel_tries < 2 {
-        if let Some(x) = g.ledger.get_mut(&orig.order_id) {
-            x.cancel_tries += 1;
-        }
-        return Out::Reply(with_code(req, "06", "系统繁忙，请稍后再试"));
-    }
+    let o = original(req, &orig, &order)?;
+    undo_allowed(&o, Amount::from_fen(fee), now).map_err(|r| refused(req, r))?;
     if let Some(x) = g.ledger.get_mut(&orig.order_id) {
-        x.cancel_tries += 1;
+        if !x.cancel_try() {
+            return Err(coded(req, "06", "系统繁忙，请稍后再试"));
+        }
         x.status = Status::Revoked;
     }
-    let t = record(
-        &mut g,
-        req,
-        fee,
-        "00",
-        "成功[0000000]",
-        Some((&orig.order_id, &orig.query_id)),
-        now,
-    );
+    let t = record_done(&mut g, req, fee, &orig, now);
     drop(g);
     notify(sb, cfg, &t, ReplySign::of(req));
-    let mut f = with_code(req, "00", "成功[0000000]");
-    f.push(kv("queryId", t.query_id));
-    f.push(kv("origQryId", orig.query_id));
-    Out::Reply(f)
+    success(req, &t)
 }
 
-fn refund(sb: &Sandbox, req: &AcpMessage) -> Out {
+fn refund(sb: &Sandbox, req: &AcpMessage) -> Processed {
     let mut g = sb.lock();
     let now = g.clock.now_ms();
-    let Some(fee) = amount_of(req) else {
-        return Out::Reply(with_code(req, "10", "报文格式错误 txnAmt"));
-    };
+    let fee = fee_of(req)?;
     if !valid_order_id(req.get("orderId").unwrap_or("")) {
-        return Out::Reply(with_code(req, "10", "报文格式错误 orderId"));
+        return Err(coded(req, "10", "报文格式错误 orderId"));
     }
-    if duplicate(&g, req) {
-        return Out::Reply(with_code(req, "12", "重复交易"));
-    }
-    let Some(orig) = find_orig(&g.acp.txns, req, &["01"]).cloned() else {
-        return Out::Reply(with_code(req, "35", "原交易不存在或状态不正确"));
-    };
-    let Some(order) = g.ledger.get(&orig.order_id).cloned() else {
-        return Out::Reply(with_code(req, "35", "原交易不存在或状态不正确"));
-    };
+    not_seen(&g, req)?;
+    let (orig, order) = orig_consume(&g, req)?;
     if order.status != Status::Paid {
-        return Out::Reply(with_code(
-            req,
-            "35",
-            "原交易状态不正确 (not paid, or undone)",
-        ));
+        return Err(coded(req, "35", "原交易状态不正确 (not paid, or undone)"));
     }
-    let Some(orig_tt) = TxnTime::parse(&orig.txn_time) else {
-        return Out::Reply(with_code(req, "35", "原交易不存在或状态不正确"));
-    };
-    let o = Original {
-        txn_time: orig_tt,
-        amount: Amount::from_fen(order.amount_fen),
-        refunded: Amount::from_fen(order.refunded_fen()),
-        undone: false,
-    };
-    if let Err(r) = refund_allowed(&o, Amount::from_fen(fee), now) {
-        let (c, m) = refused_code(&r);
-        return Out::Reply(with_code(req, c, &m));
-    }
-    let t = record(
-        &mut g,
-        req,
-        fee,
-        "00",
-        "成功[0000000]",
-        Some((&orig.order_id, &orig.query_id)),
-        now,
-    );
+    let o = original(req, &orig, &order)?;
+    refund_allowed(&o, Amount::from_fen(fee), now).map_err(|r| refused(req, r))?;
+    let t = record_done(&mut g, req, fee, &orig, now);
     if let Some(x) = g.ledger.get_mut(&orig.order_id) {
-        x.refunds.push(Refund {
-            out_refund_no: t.order_id.clone(),
-            refund_id: t.query_id.clone(),
-            amount_fen: fee,
-            at_ms: now,
-        });
+        x.add_refund(&t.order_id, t.query_id.clone(), fee, now);
     }
-    let mut f = with_code(req, "00", "成功[0000000]");
-    f.push(kv("queryId", t.query_id));
-    f.push(kv("origQryId", orig.query_id));
-    Out::Reply(f)
+    success(req, &t)
 }
 
-fn reversal(sb: &Sandbox, req: &AcpMessage) -> Out {
+fn reversal(sb: &Sandbox, req: &AcpMessage) -> Processed {
     let mut g = sb.lock();
     let now = g.clock.now_ms();
     let no = req.get("orderId").unwrap_or("").to_string();
     let Some(tt) = req.get("txnTime").and_then(TxnTime::parse) else {
-        return Out::Reply(with_code(req, "10", "报文格式错误 txnTime"));
+        return Err(coded(req, "10", "报文格式错误 txnTime"));
     };
-    if let Err(r) = reversal_allowed(tt, now) {
-        let (c, m) = refused_code(&r);
-        return Out::Reply(with_code(req, c, &m));
-    }
+    reversal_allowed(tt, now).map_err(|r| refused(req, r))?;
     match g.ledger.get_mut(&no) {
         Some(order) => {
-            if order.amount_fen % 100 == 58 && order.cancel_tries < 2 {
-                order.cancel_tries += 1;
-                return Out::Reply(with_code(req, "06", "系统繁忙，请稍后再试"));
+            if !order.cancel_try() {
+                return Err(coded(req, "06", "系统繁忙，请稍后再试"));
             }
-            order.cancel_tries += 1;
             order.status = match order.status {
                 Status::Paid | Status::Revoked => Status::Revoked,
                 Status::Declined => Status::Declined,
@@ -843,20 +861,11 @@ fn reversal(sb: &Sandbox, req: &AcpMessage) -> Out {
             }
         }
         None => {
-            // Never created: the number is closed so a late consume cannot pay it.
+            // Never created: the number is closed so a late consume cannot pay it; the reversal
+            // is its one cancel try.
             g.ledger.orders.push(Order {
-                out_trade_no: no.clone(),
-                paytype: "UNIONPAY".into(),
-                kind: "acp_consume".into(),
-                amount_fen: 0,
-                status: Status::Closed,
-                created_ms: now,
-                transaction_id: String::new(),
-                queries: 0,
                 cancel_tries: 1,
-                refunds: vec![],
-                notify_url: None,
-                never_created: true,
+                ..Order::never_created(&no, "UNIONPAY", "acp_consume", now)
             });
             // Answer later queries of the number: a consume that failed (reversed).
             let t = record(&mut g, req, 0, "01", "交易失败（已冲正）", None, now);
@@ -867,64 +876,46 @@ fn reversal(sb: &Sandbox, req: &AcpMessage) -> Out {
             }
         }
     }
-    Out::Reply(with_code(req, "00", "成功[0000000]"))
+    Ok(coded(req, "00", OK_MSG))
 }
 
-fn preauth(sb: &Sandbox, req: &AcpMessage) -> Out {
+fn preauth(sb: &Sandbox, req: &AcpMessage) -> Processed {
     let mut g = sb.lock();
     let now = g.clock.now_ms();
-    let Some(fee) = amount_of(req) else {
-        return Out::Reply(with_code(req, "10", "报文格式错误 txnAmt"));
-    };
+    let fee = fee_of(req)?;
     if !valid_order_id(req.get("orderId").unwrap_or("")) || req.get("qrNo").is_none() {
-        return Out::Reply(with_code(req, "10", "报文格式错误"));
+        return Err(coded(req, "10", "报文格式错误"));
     }
-    if duplicate(&g, req) {
-        return Out::Reply(with_code(req, "12", "重复交易"));
-    }
+    not_seen(&g, req)?;
     if fee % 100 == 51 {
         record(&mut g, req, fee, "64", "余额不足", None, now);
-        return Out::Reply(with_code(req, "64", "余额不足"));
+        return Ok(coded(req, "64", "余额不足"));
     }
-    let t = record(&mut g, req, fee, "00", "成功[0000000]", None, now);
-    let mut f = with_code(req, "00", "成功[0000000]");
-    f.push(kv("queryId", t.query_id));
-    Out::Reply(f)
+    let t = record(&mut g, req, fee, "00", OK_MSG, None, now);
+    success(req, &t)
 }
 
 /// 32 (pre-auth undo) and 33 (completion undo): full amount, in the clearing day.
-fn preauth_undo(sb: &Sandbox, _cfg: &AcpSandboxConfig, req: &AcpMessage) -> Out {
+fn preauth_undo(sb: &Sandbox, req: &AcpMessage) -> Processed {
     let mut g = sb.lock();
     let now = g.clock.now_ms();
-    let Some(fee) = amount_of(req) else {
-        return Out::Reply(with_code(req, "10", "报文格式错误 txnAmt"));
-    };
-    if duplicate(&g, req) {
-        return Out::Reply(with_code(req, "12", "重复交易"));
-    }
+    let fee = fee_of(req)?;
+    not_seen(&g, req)?;
     let of = if req.get("txnType") == Some("32") {
         "02"
     } else {
         "03"
     };
-    let Some(orig) = find_orig(&g.acp.txns, req, &[of]).cloned() else {
-        return Out::Reply(with_code(req, "35", "原交易不存在或状态不正确"));
-    };
+    let orig = orig_of(&g, req, &[of])?;
     if orig.result != "00" || orig.undone || (of == "02" && orig.completed_fen > 0) {
-        return Out::Reply(with_code(
-            req,
-            "35",
-            "原交易状态不正确 (undone or completed)",
-        ));
+        return Err(coded(req, "35", "原交易状态不正确 (undone or completed)"));
     }
     if orig.amount_fen != fee {
-        return Out::Reply(with_code(req, "36", "与原交易信息不符 (full amount only)"));
+        return Err(coded(req, "36", "与原交易信息不符 (full amount only)"));
     }
-    let Some(tt) = TxnTime::parse(&orig.txn_time) else {
-        return Out::Reply(with_code(req, "35", "原交易不存在或状态不正确"));
-    };
+    let tt = TxnTime::parse(&orig.txn_time).ok_or_else(|| no_orig(req))?;
     if now >= clearing_day_end(tt).unix_ms() {
-        return Out::Reply(with_code(req, "39", "交易不在受理时间范围内"));
+        return Err(coded(req, "39", "交易不在受理时间范围内"));
     }
     for t in g.acp.txns.iter_mut() {
         if t.query_id == orig.query_id {
@@ -943,42 +934,21 @@ fn preauth_undo(sb: &Sandbox, _cfg: &AcpSandboxConfig, req: &AcpMessage) -> Out 
             }
         }
     }
-    let t = record(
-        &mut g,
-        req,
-        fee,
-        "00",
-        "成功[0000000]",
-        Some((&orig.order_id, &orig.query_id)),
-        now,
-    );
-    let mut f = with_code(req, "00", "成功[0000000]");
-    f.push(kv("queryId", t.query_id));
-    f.push(kv("origQryId", orig.query_id));
-    Out::Reply(f)
+    let t = record_done(&mut g, req, fee, &orig, now);
+    success(req, &t)
 }
 
-fn preauth_complete(sb: &Sandbox, req: &AcpMessage) -> Out {
+fn preauth_complete(sb: &Sandbox, req: &AcpMessage) -> Processed {
     let mut g = sb.lock();
     let now = g.clock.now_ms();
-    let Some(fee) = amount_of(req) else {
-        return Out::Reply(with_code(req, "10", "报文格式错误 txnAmt"));
-    };
-    if duplicate(&g, req) {
-        return Out::Reply(with_code(req, "12", "重复交易"));
-    }
-    let Some(orig) = find_orig(&g.acp.txns, req, &["02"]).cloned() else {
-        return Out::Reply(with_code(req, "35", "原交易不存在或状态不正确"));
-    };
+    let fee = fee_of(req)?;
+    not_seen(&g, req)?;
+    let orig = orig_of(&g, req, &["02"])?;
     if orig.result != "00" || orig.undone || orig.completed_fen > 0 {
-        return Out::Reply(with_code(
-            req,
-            "35",
-            "原交易状态不正确 (undone or completed)",
-        ));
+        return Err(coded(req, "35", "原交易状态不正确 (undone or completed)"));
     }
     if fee > orig.amount_fen {
-        return Out::Reply(with_code(
+        return Err(coded(
             req,
             "36",
             "与原交易信息不符 (above the authorised amount)",
@@ -989,33 +959,17 @@ fn preauth_complete(sb: &Sandbox, req: &AcpMessage) -> Out {
             t.completed_fen = fee;
         }
     }
-    let t = record(
-        &mut g,
-        req,
+    let t = record_done(&mut g, req, fee, &orig, now);
+    g.ledger.orders.push(Order::new(
+        &t.order_id,
+        "UNIONPAY",
+        "acp_preauth_complete",
         fee,
-        "00",
-        "成功[0000000]",
-        Some((&orig.order_id, &orig.query_id)),
+        Status::Paid,
         now,
-    );
-    g.ledger.orders.push(Order {
-        out_trade_no: t.order_id.clone(),
-        paytype: "UNIONPAY".into(),
-        kind: "acp_preauth_complete".into(),
-        amount_fen: fee,
-        status: Status::Paid,
-        created_ms: now,
-        transaction_id: t.query_id.clone(),
-        queries: 0,
-        cancel_tries: 0,
-        refunds: vec![],
-        notify_url: None,
-        never_created: false,
-    });
-    let mut f = with_code(req, "00", "成功[0000000]");
-    f.push(kv("queryId", t.query_id));
-    f.push(kv("origQryId", orig.query_id));
-    Out::Reply(f)
+        t.query_id.clone(),
+    ));
+    success(req, &t)
 }
 
 /// The clearing date a transaction settles on: its txnTime's day, or the next from 23:00.
@@ -1085,11 +1039,11 @@ fn zm(t: &Txn, mer_id: &str) -> ZmRecord {
     }
 }
 
-fn file(sb: &Sandbox, cfg: &AcpSandboxConfig, req: &AcpMessage) -> Out {
+fn file(sb: &Sandbox, cfg: &AcpSandboxConfig, req: &AcpMessage) -> Processed {
     let g = sb.lock();
     let now = g.clock.now_ms();
     let Some(mmdd) = req.get("settleDate").filter(|d| d.len() == 4) else {
-        return Out::Reply(with_code(req, "10", "报文格式错误 settleDate"));
+        return Err(coded(req, "10", "报文格式错误 settleDate"));
     };
     // The most recent such date on the sandbox clock.
     let today = TxnTime::from_unix_ms(now)
@@ -1106,7 +1060,7 @@ fn file(sb: &Sandbox, cfg: &AcpSandboxConfig, req: &AcpMessage) -> Out {
         })
         .find(|d| *d <= today.succ_opt().unwrap_or(today));
     let Some(date) = date else {
-        return Out::Reply(with_code(req, "10", "报文格式错误 settleDate"));
+        return Err(coded(req, "10", "报文格式错误 settleDate"));
     };
     let mut recs: Vec<ZmRecord> = g
         .acp
@@ -1144,12 +1098,12 @@ fn file(sb: &Sandbox, cfg: &AcpSandboxConfig, req: &AcpMessage) -> Out {
         name: name.clone(),
         data: body.into_bytes(),
     }]);
-    let mut f = with_code(req, "00", "成功[0000000]");
+    let mut f = with_code(req, "00", OK_MSG);
     f.push(kv("settleDate", mmdd));
     f.push(kv("fileType", "00"));
     f.push(kv("fileName", format!("{name}.zip")));
     f.push(kv("fileContent", encode_file_content(&archive)));
-    Out::Reply(f)
+    Ok(Out::Reply(f))
 }
 
 fn blank_txn() -> Txn {
@@ -1209,7 +1163,7 @@ fn notify(sb: &Sandbox, cfg: &AcpSandboxConfig, t: &Txn, how: ReplySign) {
         kv("settleAmt", t.amount_fen.to_string()),
         kv("settleCurrencyCode", "156"),
         kv("respCode", "00"),
-        kv("respMsg", "成功[0000000]"),
+        kv("respMsg", OK_MSG),
     ];
     if let Some(q) = &t.orig_query_id {
         f.push(kv("origQryId", q.clone()));
@@ -1234,21 +1188,13 @@ fn notify(sb: &Sandbox, cfg: &AcpSandboxConfig, t: &Txn, how: ReplySign) {
             tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
             let (url, body) = (url.clone(), body.clone());
             let status = tokio::task::spawn_blocking(move || {
-                let agent = ureq::Agent::new_with_config(
-                    ureq::Agent::config_builder()
-                        .timeout_global(Some(std::time::Duration::from_secs(3)))
-                        .http_status_as_error(false)
-                        .build(),
-                );
-                agent
-                    .post(&url)
-                    .header(
-                        "Content-Type",
-                        "application/x-www-form-urlencoded;charset=UTF-8",
-                    )
-                    .send(body.as_bytes())
-                    .map(|r| r.status().as_u16())
-                    .unwrap_or(0)
+                post_notification(
+                    &url,
+                    "application/x-www-form-urlencoded;charset=UTF-8",
+                    body.as_bytes(),
+                )
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
             })
             .await
             .unwrap_or(0);
@@ -1296,15 +1242,9 @@ pub(crate) fn tests_notification_body(cfg: &AcpSandboxConfig, order_id: &str, fe
         kv("txnAmt", fen.to_string()),
         kv("queryId", "123456789012345678901"),
         kv("respCode", "00"),
-        kv("respMsg", "成功[0000000]"),
+        kv("respMsg", OK_MSG),
     ];
-    let raw = signed_raw_as(cfg, f, false, ReplySign::Cert);
-    let msg = AcpMessage::parse_raw(&raw).unwrap();
-    let mut ser = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in msg.fields() {
-        ser.append_pair(k, v);
-    }
-    ser.finish()
+    notification_form(cfg, f, ReplySign::Cert).unwrap()
 }
 
 #[cfg(test)]

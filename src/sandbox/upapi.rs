@@ -15,19 +15,22 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use rand::Rng;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::acp::{SANDBOX_SIGN_CERT, SANDBOX_SIGN_KEY, Txn};
+use super::acp::{
+    AcpSandboxConfig, ReplySign, SANDBOX_SIGN_KEY, Txn, check_cert_signature, kv, signed_raw_as,
+    text_reply, with_code,
+};
 use super::ledger::{Order, Status};
-use super::{Sandbox, after_request, before_request, hang};
-use crate::gateway::unionpay::message::{AcpMessage, cert_hash_for_version, hex_digest};
+use super::{Sandbox, after_request, begin, hang_up};
+use crate::gateway::unionpay::message::AcpMessage;
 use crate::gateway::upapi::{SymmetricKey, notice_string_to_sign};
-use crate::sign::rsa::{RsaHash, RsaPrivateKey, verify_pkcs1};
+use crate::sign::rsa::{RsaHash, RsaPrivateKey};
 use crate::sign::sha256::upapi_verify;
 
 pub const SANDBOX_APP_ID: &str = "up0a1b2c3d4e5f60718293a4b5c6d7e8f9";
@@ -111,15 +114,9 @@ pub async fn open_api(
     Path(method): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let Some(faults) = before_request(&sb).await else {
-        return (StatusCode::GATEWAY_TIMEOUT, "").into_response();
-    };
-    let Some(cfg) = cfg_of(&sb) else {
-        return (
-            StatusCode::NOT_FOUND,
-            "云闪付 is not enabled in this sandbox",
-        )
-            .into_response();
+    let (faults, cfg) = match begin(&sb, "云闪付", |c| c.upapi.clone()).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     let v = match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Object(m)) => process(&sb, &cfg, &method, &m),
@@ -287,41 +284,8 @@ fn sign_key() -> Option<RsaPrivateKey> {
     RsaPrivateKey::from_pkcs8_der(SANDBOX_SIGN_KEY).ok()
 }
 
-/// Signs ACP reply fields as UnionPay does (5.1.0) and joins them raw.
-fn signed_raw(mut fields: Vec<(String, String)>, corrupt: bool) -> String {
-    let leaf = SANDBOX_SIGN_CERT
-        .trim_end()
-        .replace("\r\n", "\n")
-        .replace('\n', "\r\n");
-    fields.retain(|(k, _)| k != "signature" && k != "signMethod" && k != "signPubKeyCert");
-    fields.push(("signMethod".into(), "01".into()));
-    fields.push(("signPubKeyCert".into(), leaf));
-    let mut sorted = fields.clone();
-    sorted.sort();
-    let to_sign = sorted
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&");
-    let digest = hex_digest(RsaHash::Sha256, to_sign.as_bytes());
-    let mut sig = sign_key()
-        .and_then(|k| {
-            k.sign_pkcs1(RsaHash::Sha256, digest.as_bytes(), &mut rand::thread_rng())
-                .ok()
-        })
-        .map(|s| base64::engine::general_purpose::STANDARD.encode(s))
-        .unwrap_or_default();
-    if corrupt {
-        sig = sig.chars().rev().collect();
-    }
-    fields.push(("signature".into(), sig));
-    fields
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
+/// A debit's reply: an ACP reply (the request's echo, `code`, `msg`, `extra`), signed (01) the
+/// way the sandbox's ACP side signs its own; `corrupt`: with a wrong signature.
 fn acp_reply(
     req: &AcpMessage,
     code: &str,
@@ -329,77 +293,38 @@ fn acp_reply(
     extra: &[(&str, String)],
     corrupt: bool,
 ) -> Response {
-    let mut f: Vec<(String, String)> = [
-        "version",
-        "encoding",
-        "bizType",
-        "txnType",
-        "txnSubType",
-        "accessType",
-        "merId",
-        "orderId",
-        "txnTime",
-        "txnAmt",
-        "currencyCode",
-    ]
-    .iter()
-    .filter_map(|k| req.get(k).map(|v| (k.to_string(), v.to_string())))
-    .collect();
-    f.push(("respCode".into(), code.into()));
-    f.push(("respMsg".into(), msg.into()));
+    let mut f = with_code(req, code, msg);
     for (k, v) in extra {
-        f.push((k.to_string(), v.clone()));
+        f.push(kv(k, v.clone()));
     }
-    (
-        [(header::CONTENT_TYPE, "text/plain;charset=UTF-8")],
-        signed_raw(f, corrupt),
-    )
-        .into_response()
+    // The built-in TEST-ONLY chain signs whether or not the ACP side is switched on.
+    let raw = AcpSandboxConfig::builtin()
+        .map(|acp| signed_raw_as(&acp, f, corrupt, ReplySign::Cert))
+        .unwrap_or_default();
+    text_reply(raw)
 }
 
-/// Checks a debit's ACP signature against the merchant certificate of the sandbox's ACP side.
+/// Checks a debit's ACP signature (signMethod 01) against the merchant certificate of the
+/// sandbox's ACP side, as that side checks its own requests. `Err`: the `respMsg` refusing it.
 fn check_debit(sb: &Sandbox, m: &AcpMessage) -> Result<(), String> {
     let Some(acp) = sb.lock().cfg.acp.clone() else {
-        return Err("the sandbox's ACP side is off".into());
+        return Err("验证签名失败 the sandbox's ACP side is off".into());
     };
-    if m.get("signMethod") != Some("01")
-        || m.get("certId") != Some(acp.merchant_cert.serial_decimal().as_str())
-    {
-        return Err("signMethod/certId".into());
+    if m.get("signMethod") != Some("01") {
+        return Err("验证签名失败 debits are signed with the certificate (signMethod 01)".into());
     }
-    let hash = m
-        .get("version")
-        .and_then(cert_hash_for_version)
-        .ok_or("version")?;
-    let sig = base64::engine::general_purpose::STANDARD
-        .decode(m.get("signature").unwrap_or("").as_bytes())
-        .map_err(|_| "signature is not base64")?;
-    let digest = hex_digest(hash, m.string_to_sign().as_bytes());
-    if !verify_pkcs1(
-        hash,
-        acp.merchant_cert.public_key_der(),
-        digest.as_bytes(),
-        &sig,
-    ) {
-        return Err("bad signature".into());
-    }
+    check_cert_signature(&acp, m).map_err(|(_, why)| why)?;
     if m.get("merId") != Some(acp.mer_id.as_str()) {
-        return Err("unknown merId".into());
+        return Err("验证签名失败 unknown merId".into());
     }
     Ok(())
 }
 
 /// `POST /upapi-acp/gateway/api/backTransReq.do`: the contract debit.
 pub async fn debit(State(sb): State<Sandbox>, body: axum::body::Bytes) -> Response {
-    let Some(faults) = before_request(&sb).await else {
-        return (StatusCode::GATEWAY_TIMEOUT, "").into_response();
-    };
-    let Some(cfg) = cfg_of(&sb) else {
-        return (
-            StatusCode::NOT_FOUND,
-            "云闪付 is not enabled in this sandbox",
-        )
-            .into_response();
+    let (faults, cfg) = match begin(&sb, "云闪付", |c| c.upapi.clone()).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     let Ok(req) = std::str::from_utf8(&body)
         .map_err(|_| ())
@@ -409,7 +334,7 @@ pub async fn debit(State(sb): State<Sandbox>, body: axum::body::Bytes) -> Respon
     };
     if let Err(w) = check_debit(&sb, &req) {
         sb.lock().upapi.rejected.push(format!("debit: {w}"));
-        return acp_reply(&req, "11", &format!("验证签名失败 {w}"), &[], false);
+        return acp_reply(&req, "11", &w, &[], false);
     }
     sb.lock().upapi.verified += 1;
     let reply = {
@@ -460,13 +385,13 @@ pub async fn debit(State(sb): State<Sandbox>, body: axum::body::Bytes) -> Respon
     };
     let scenario = fee % 100;
     if scenario == 55 {
-        hang(&sb).await;
-        return (StatusCode::GATEWAY_TIMEOUT, "").into_response();
+        return hang_up(&sb).await;
     }
-    let (result, msg, status) = match scenario {
-        51 => ("64", "余额不足", Status::Declined),
-        52 | 53 => ("05", "交易已受理，等待扣款结果", Status::Paying),
-        _ => ("00", "成功[0000000]", Status::Paid),
+    let status = Status::of_scenario(scenario);
+    let (result, msg) = match status {
+        Status::Declined => ("64", "余额不足"),
+        Status::Paying => ("05", "交易已受理，等待扣款结果"),
+        _ => ("00", "成功[0000000]"),
     };
     let query_id = {
         let mut g = sb.lock();
@@ -490,29 +415,21 @@ pub async fn debit(State(sb): State<Sandbox>, body: axum::body::Bytes) -> Respon
             undone: false,
             completed_fen: 0,
         });
-        g.ledger.orders.push(Order {
-            out_trade_no: no.clone(),
-            paytype: "UNIONPAY".into(),
-            kind: "upapi_contract".into(),
-            amount_fen: fee,
+        g.ledger.orders.push(Order::new(
+            &no,
+            "UNIONPAY",
+            "upapi_contract",
+            fee,
             status,
-            created_ms: now,
-            transaction_id: query_id.clone(),
-            queries: 0,
-            cancel_tries: 0,
-            refunds: vec![],
-            notify_url: None,
-            never_created: false,
-        });
+            now,
+            query_id.clone(),
+        ));
         query_id
     };
     let extra = [("queryId", query_id)];
     let out = match scenario {
         51 => acp_reply(&req, "64", "余额不足", &[], false),
-        54 => {
-            hang(&sb).await;
-            return (StatusCode::GATEWAY_TIMEOUT, "").into_response();
-        }
+        54 => return hang_up(&sb).await,
         56 => acp_reply(&req, "00", "成功[0000000]", &extra, true),
         57 => acp_reply(&req, "03", "交易状态未明，请查询", &[], false),
         _ => acp_reply(&req, "00", "成功[0000000]", &extra, false),
