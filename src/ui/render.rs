@@ -593,24 +593,38 @@ fn text_height(face: &Face, lines: usize) -> u32 {
     lines as u32 * line_pitch(&face.metrics())
 }
 
-/// Height of a block at `width`, excluding QR codes (which take what is left).
-fn block_height(lay: &Layout, b: &Block, width: u32) -> u32 {
-    match b {
+/// A block measured at a width: its height (a QR code's is 0: it takes what is left) and, for
+/// words, the face and the lines they wrap into. The stack is drawn from these same figures,
+/// so what is centred is exactly what is drawn.
+struct Measured {
+    height: u32,
+    words: Option<(Face, Vec<String>)>,
+}
+
+fn measure(lay: &Layout, b: &Block, width: u32) -> Measured {
+    // Words: their face, at most how many lines (the last one cut with "…"), space below.
+    let words = |t: &str, face: Face, max_lines: usize, below: u32| {
+        let lines = wrapped(&face, t, width, max_lines);
+        Measured {
+            height: text_height(&face, lines.len()) + below,
+            words: Some((face, lines)),
+        }
+    };
+    let height = match b {
+        Block::Title(t, _) => return words(t, lay.title, 2, lay.pad / 2),
+        Block::Text(t, _) => return words(t, lay.body, 3, 0),
+        Block::Strong(t, _) => return words(t, lay.strong, 3, 0),
         Block::Icon(..) => lay.icon + lay.pad / 2,
-        Block::Title(t, _) => {
-            text_height(&lay.title, wrapped(&lay.title, t, width, 2).len()) + lay.pad / 2
-        }
-        Block::Amount(t, _) => {
-            let f = amount_face(lay, t, width);
-            f.metrics().line_height() + lay.pad / 2
-        }
-        Block::Text(t, _) => text_height(&lay.body, wrapped(&lay.body, t, width, 3).len()),
-        Block::Strong(t, _) => text_height(&lay.strong, wrapped(&lay.strong, t, width, 3).len()),
-        Block::Input(..) => lay.amount.metrics().line_height() + 2 * lay.pad,
+        Block::Amount(t, _) => amount_face(lay, t, width).metrics().line_height() + lay.pad / 2,
+        Block::Input(..) => input_height(lay) + lay.pad,
         Block::Qr(_) => 0,
         Block::Table(items) => items.len() as u32 * table_row_height(lay),
         Block::Steps(..) => lay.pad + 8,
         Block::Gap(g) => *g,
+    };
+    Measured {
+        height,
+        words: None,
     }
 }
 
@@ -689,6 +703,11 @@ where
         c,
     );
     Ok(total as u32)
+}
+
+/// Height of the input box (the space below it is one more `pad`).
+fn input_height(lay: &Layout) -> u32 {
+    lay.amount.metrics().line_height() + lay.pad
 }
 
 fn table_row_height(lay: &Layout) -> u32 {
@@ -774,7 +793,8 @@ where
     D: DrawTarget<Color = Rgb565>,
 {
     let width = area.size.width;
-    let fixed: u32 = blocks.iter().map(|b| block_height(lay, b, width)).sum();
+    let measured: Vec<Measured> = blocks.iter().map(|b| measure(lay, b, width)).collect();
+    let fixed: u32 = measured.iter().map(|m| m.height).sum();
     let qr_count = blocks.iter().filter(|b| matches!(b, Block::Qr(_))).count() as u32;
     let qr_side = area
         .size
@@ -790,7 +810,7 @@ where
             (area.size.height.saturating_sub(total) / 2) as i32
         };
     let cx = area.top_left.x + width as i32 / 2;
-    for b in blocks {
+    for (b, measured) in blocks.iter().zip(&measured) {
         match b {
             Block::Icon(kind, color) => {
                 draw_icon(
@@ -800,35 +820,20 @@ where
                     lay.icon,
                     *color,
                 )?;
-                y += (lay.icon + lay.pad / 2) as i32;
             }
-            Block::Title(t, c) => {
-                y = draw_lines(d, &lay.title, &wrapped(&lay.title, t, width, 2), cx, y, *c)
-                    + (lay.pad / 2) as i32
-            }
-            Block::Text(t, c) => {
-                y = draw_lines(d, &lay.body, &wrapped(&lay.body, t, width, 3), cx, y, *c)
-            }
-            Block::Strong(t, c) => {
-                y = draw_lines(
-                    d,
-                    &lay.strong,
-                    &wrapped(&lay.strong, t, width, 3),
-                    cx,
-                    y,
-                    *c,
-                )
+            Block::Title(_, c) | Block::Text(_, c) | Block::Strong(_, c) => {
+                if let Some((face, lines)) = &measured.words {
+                    draw_lines(d, face, lines, cx, y, *c);
+                }
             }
             Block::Amount(t, c) => {
                 let f = amount_face(lay, t, width);
-                let m = f.metrics();
-                draw_amount(d, &f, t, cx, y + m.ascent as i32, Align::Center, *c)?;
-                y += (m.line_height() + lay.pad / 2) as i32;
+                let ascent = f.metrics().ascent as i32;
+                draw_amount(d, &f, t, cx, y + ascent, Align::Center, *c)?;
             }
             Block::Input(t, big) => {
                 let face = if *big { lay.amount } else { lay.title };
-                let m = lay.amount.metrics();
-                let h = m.line_height() + lay.pad;
+                let h = input_height(lay);
                 let bw = width.min(lay.w * 3 / 4);
                 let r = Rectangle::new(Point::new(cx - bw as i32 / 2, y), Size::new(bw, h));
                 RoundedRectangle::new(r, CornerRadii::new(Size::new(lay.pad / 2, lay.pad / 2)))
@@ -857,7 +862,6 @@ where
                 )
                 .into_styled(PrimitiveStyle::with_fill(BLUE))
                 .draw(d)?;
-                y += (h + lay.pad) as i32;
             }
             Block::Qr(url) => {
                 let r = Rectangle::new(
@@ -865,7 +869,6 @@ where
                     Size::new(qr_side, qr_side),
                 );
                 draw_qr_or_error(d, lay, r, url)?;
-                y += (qr_side + lay.pad) as i32;
             }
             Block::Table(items) => {
                 let rh = table_row_height(lay) as i32;
@@ -877,8 +880,10 @@ where
                     .unwrap_or(0)
                     .min(width / 2);
                 let x0 = area.top_left.x;
+                let bottom = area.top_left.y + area.size.height as i32;
+                let mut row = y;
                 for item in items {
-                    let base = y + m.ascent as i32 + 1;
+                    let base = row + m.ascent as i32 + 1;
                     let color = match item.status {
                         DiagStatus::Ok => GREEN,
                         DiagStatus::Warn => AMBER,
@@ -905,8 +910,8 @@ where
                         Align::Left,
                         FG,
                     );
-                    y += rh;
-                    if y + rh > area.top_left.y + area.size.height as i32 {
+                    row += rh;
+                    if row + rh > bottom {
                         break;
                     }
                 }
@@ -923,10 +928,14 @@ where
                         .draw(d)?;
                     x += dot + gap;
                 }
-                y += (lay.pad + 8) as i32;
             }
-            Block::Gap(g) => y += *g as i32,
+            Block::Gap(_) => {}
         }
+        // A QR code takes its share of what is left; every other block what it measured.
+        y += match b {
+            Block::Qr(_) => qr_side + lay.pad,
+            _ => measured.height,
+        } as i32;
     }
     Ok(())
 }
@@ -1376,7 +1385,7 @@ mod tests {
                     let heights: Vec<u32> = body
                         .blocks
                         .iter()
-                        .map(|b| block_height(&lay, b, width))
+                        .map(|b| measure(&lay, b, width).height)
                         .collect();
                     let used: u32 = heights.iter().sum();
                     assert!(
