@@ -15,7 +15,7 @@ use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -30,7 +30,8 @@ use super::txn::{
     reversal_allowed, undo_allowed,
 };
 use super::verify::{
-    OwnerRule, TrustConfig, VerifiedMessage, verify_notification_report, verify_report,
+    OwnerRule, TrustConfig, VerifiedMessage, VerifyReport, verify_notification_report,
+    verify_report,
 };
 use crate::core::authcode::Wallet;
 use crate::core::machine::{Reply, ReverseAction};
@@ -337,6 +338,37 @@ pub struct FollowUp {
     pub note: String,
 }
 
+impl FollowUp {
+    /// The record written before a follow-up is sent.
+    fn sent(key: String, order_id: &str, txn_time: TxnTime, now_ms: i64) -> FollowUp {
+        FollowUp {
+            key,
+            order_id: order_id.to_string(),
+            txn_time: txn_time.to_string(),
+            state: FollowUpState::Sent,
+            at_ms: now_ms,
+            query_id: None,
+            note: String::new(),
+        }
+    }
+
+    /// What a status query of it said: done (with UnionPay's `queryId`) or failed (with the
+    /// code); an unknown verdict changes nothing (the callers differ on what it means).
+    fn learn(&mut self, v: &Verdict, m: Option<&VerifiedMessage>) {
+        match v {
+            Verdict::Done => {
+                self.state = FollowUpState::Done;
+                self.query_id = m.and_then(|m| m.get("queryId")).map(str::to_string);
+            }
+            Verdict::Failed { code, message } => {
+                self.state = FollowUpState::Failed;
+                self.note = format!("{code} {message}");
+            }
+            Verdict::Unknown { .. } => {}
+        }
+    }
+}
+
 /// Append-only record of follow-ups: the latest line for a `(key, order_id)` wins.
 struct FollowUps {
     path: Option<PathBuf>,
@@ -511,6 +543,39 @@ fn resp_detail(m: &VerifiedMessage) -> String {
     s
 }
 
+/// The engine's reply to a verified consume reply or status query of it: `done` says what a
+/// done verdict means there; UnionPay's `queryId` is kept as the channel's trade number.
+fn consume_reply(v: Verdict, m: &VerifiedMessage, done: impl FnOnce() -> Reply) -> GatewayReply {
+    let reply = match v {
+        Verdict::Done => done(),
+        Verdict::Failed { code, message } => Reply::Failed {
+            code,
+            reason: message,
+        },
+        Verdict::Unknown { reason } => Reply::unknown(reason),
+    };
+    let mut g = GatewayReply::new(reply, resp_detail(m));
+    g.chan_trade_no = m.get("queryId").map(str::to_string);
+    g
+}
+
+/// A library call's verdict as its result: only done goes on.
+fn require_done(v: Verdict) -> Result<(), AcpError> {
+    match v {
+        Verdict::Done => Ok(()),
+        Verdict::Failed { code, message } => Err(AcpError::Refused { code, message }),
+        Verdict::Unknown { reason } => Err(AcpError::Unknown(reason)),
+    }
+}
+
+/// Why a reply or notification is not believed: the failing step.
+fn unverified(r: &VerifyReport, what: &str) -> String {
+    match r.failure() {
+        Some((step, why)) => format!("{what} at step {}: {why}", step.name()),
+        None => what.to_string(),
+    }
+}
+
 impl AcpGateway {
     /// Builds the gateway from configuration: keys, trust, HTTP transport and follow-up file.
     pub fn from_config(
@@ -586,6 +651,19 @@ impl AcpGateway {
         (self.clock)()
     }
 
+    /// The clock as certificate validity checks want it.
+    fn now_system(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.now_ms().max(0) as u64)
+    }
+
+    /// Records a follow-up's new state; a failure to write is logged, not fatal (the state is
+    /// asked of UnionPay again).
+    fn keep(&self, f: FollowUp) {
+        if let Err(e) = self.store.put(f) {
+            tracing::warn!("{e}");
+        }
+    }
+
     fn now_txn_time(&self) -> TxnTime {
         let now = self.now_ms();
         TxnTime::from_unix_ms(now)
@@ -636,12 +714,10 @@ impl AcpGateway {
         }
         let text =
             String::from_utf8(resp.body).map_err(|_| "the reply is not UTF-8 text".to_string())?;
-        let now = UNIX_EPOCH + Duration::from_millis(self.now_ms().max(0) as u64);
-        let report = verify_report(&text, &self.keys.trust, now);
-        let m = report.into_verified().map_err(|r| match r.failure() {
-            Some((step, why)) => format!("reply not verified at step {}: {why}", step.name()),
-            None => "reply not verified".to_string(),
-        })?;
+        let report = verify_report(&text, &self.keys.trust, self.now_system());
+        let m = report
+            .into_verified()
+            .map_err(|r| unverified(&r, "reply not verified"))?;
         if let Some(mer) = m.get("merId")
             && mer != self.cfg.mer_id
         {
@@ -785,11 +861,7 @@ impl AcpGateway {
         let m = self
             .exchange(req, Some(&order_id))
             .map_err(AcpError::Unknown)?;
-        match classify_reply(TxnKind::EncryptCertUpdate, &m) {
-            Verdict::Done => {}
-            Verdict::Failed { code, message } => return Err(AcpError::Refused { code, message }),
-            Verdict::Unknown { reason } => return Err(AcpError::Unknown(reason)),
-        }
+        require_done(classify_reply(TxnKind::EncryptCertUpdate, &m))?;
         let current = self.encrypt_cert();
         let old_id = current.cert_id();
         let update = encrypt_cert_update(&m, &old_id, &self.keys.trust.middle)
@@ -798,7 +870,7 @@ impl AcpGateway {
             CertUpdate::Unchanged => return Ok(CertUpdateOutcome::Unchanged { cert_id: old_id }),
             CertUpdate::Replace(c) => *c,
         };
-        let now = UNIX_EPOCH + Duration::from_millis(self.now_ms().max(0) as u64);
+        let now = self.now_system();
         new.certificate()
             .check_validity(now)
             .map_err(|e| AcpError::Unknown(format!("the new encryption certificate {e}")))?;
@@ -840,11 +912,7 @@ impl AcpGateway {
         // 76 defines no orderId field; UnionPay refuses undefined fields.
         req.fields.remove("orderId");
         let m = self.exchange(req, None).map_err(AcpError::Unknown)?;
-        match classify_reply(TxnKind::FileTransfer, &m) {
-            Verdict::Done => {}
-            Verdict::Failed { code, message } => return Err(AcpError::Refused { code, message }),
-            Verdict::Unknown { reason } => return Err(AcpError::Unknown(reason)),
-        }
+        require_done(classify_reply(TxnKind::FileTransfer, &m))?;
         let content = m
             .get("fileContent")
             .ok_or(AcpError::Missing("fileContent"))?;
@@ -876,19 +944,10 @@ impl AcpGateway {
             return (f, None);
         };
         let (v, m) = self.status(&f.order_id, tt);
+        f.learn(&v, m.as_ref());
         match v {
-            Verdict::Done => {
-                f.state = FollowUpState::Done;
-                f.query_id = m
-                    .as_ref()
-                    .and_then(|m| m.get("queryId"))
-                    .map(str::to_string);
-                f.note = m.as_ref().map(resp_detail).unwrap_or_default();
-            }
-            Verdict::Failed { code, message } => {
-                f.state = FollowUpState::Failed;
-                f.note = format!("{code} {message}");
-            }
+            Verdict::Done => f.note = m.as_ref().map(resp_detail).unwrap_or_default(),
+            Verdict::Failed { .. } => {}
             Verdict::Unknown { reason } => {
                 let not_found = m.as_ref().and_then(|m| m.get("respCode")) == Some("34");
                 if not_found && self.now_ms() - f.at_ms > self.cfg.lost_after_ms as i64 {
@@ -899,10 +958,8 @@ impl AcpGateway {
                 }
             }
         }
-        if f.state != FollowUpState::Sent
-            && let Err(e) = self.store.put(f.clone())
-        {
-            tracing::warn!("{e}");
+        if f.state != FollowUpState::Sent {
+            self.keep(f.clone());
         }
         (f, m)
     }
@@ -914,37 +971,16 @@ impl AcpGateway {
         orig_query_id: Option<String>,
     ) -> GatewayReply {
         let now = self.now_ms();
-        let orig = super::txn::Original {
-            txn_time: orig_tt,
-            amount: a.amount,
-            refunded: Amount::from_fen(0),
-            undone: false,
-        };
-        if let Err(r) = undo_allowed(&orig, a.amount, now) {
+        if let Err(r) = undo_allowed(&original(orig_tt, a.amount), a.amount, now) {
             return refused_locally(r);
         }
         let key = Self::undo_key(a);
         let seq = self.store.all(&key).len() + 1;
         let order_id = follow_up_order_id(&a.out_trade_no, 'U', seq);
         let tt = self.now_txn_time();
-        let rec = FollowUp {
-            key,
-            order_id: order_id.clone(),
-            txn_time: tt.to_string(),
-            state: FollowUpState::Sent,
-            at_ms: now,
-            query_id: None,
-            note: String::new(),
-        };
-        let orig_ref = match orig_query_id {
-            Some(q) => OrigRef::QueryId(q),
-            None => OrigRef::Order {
-                order_id: a.out_trade_no.clone(),
-                txn_time: orig_tt,
-            },
-        };
+        let rec = FollowUp::sent(key, &order_id, tt, now);
         let req = match (AcpTxn::ConsumeUndo {
-            orig: orig_ref,
+            orig: orig_ref(a, orig_tt, orig_query_id),
             amount: a.amount,
         })
         .build(&self.merchant, &order_id, tt)
@@ -973,9 +1009,7 @@ impl AcpGateway {
             r.state = state;
             r.note = note.to_string();
             r.query_id = m.get("queryId").map(str::to_string);
-            if let Err(e) = self.store.put(r) {
-                tracing::warn!("{e}");
-            }
+            self.keep(r);
         };
         match code.as_str() {
             "00" | "A6" => {
@@ -1042,24 +1076,12 @@ impl AcpGateway {
     ) -> (FollowUp, Option<VerifiedMessage>) {
         let (v, q) = self.confirm(&rec.order_id, tt);
         let mut f = rec.clone();
-        match v {
-            Verdict::Done => {
-                f.state = FollowUpState::Done;
-                f.query_id = q
-                    .as_ref()
-                    .and_then(|m| m.get("queryId"))
-                    .map(str::to_string);
-            }
-            Verdict::Failed { code, message } => {
-                f.state = FollowUpState::Failed;
-                f.note = format!("{code} {message}");
-            }
-            Verdict::Unknown { reason } => f.note = reason,
+        f.learn(&v, q.as_ref());
+        if let Verdict::Unknown { reason } = v {
+            f.note = reason;
         }
-        if f.state != FollowUpState::Sent
-            && let Err(e) = self.store.put(f.clone())
-        {
-            tracing::warn!("{e}");
+        if f.state != FollowUpState::Sent {
+            self.keep(f.clone());
         }
         (f, q)
     }
@@ -1121,6 +1143,29 @@ impl AcpGateway {
             },
             FollowUpState::Sent => RefundOutcome::Processing,
         }
+    }
+}
+
+/// The original consume as the local window and amount rules see it before an undo or refund:
+/// what it was refunded or whether it was undone is UnionPay's to check.
+fn original(txn_time: TxnTime, amount: Amount) -> super::txn::Original {
+    super::txn::Original {
+        txn_time,
+        amount,
+        refunded: Amount::from_fen(0),
+        undone: false,
+    }
+}
+
+/// How a follow-up names the consume it applies to: by UnionPay's `queryId` when known, else
+/// by our orderId and the txnTime it was sent with.
+fn orig_ref(a: &AttemptRef, orig_tt: TxnTime, query_id: Option<String>) -> OrigRef {
+    match query_id {
+        Some(q) => OrigRef::QueryId(q),
+        None => OrigRef::Order {
+            order_id: a.out_trade_no.clone(),
+            txn_time: orig_tt,
+        },
     }
 }
 
@@ -1239,20 +1284,9 @@ impl Gateway for AcpGateway {
         };
         match self.exchange(req, Some(&a.out_trade_no)) {
             Err(why) => unknown(why),
-            Ok(m) => {
-                let detail = resp_detail(&m);
-                let reply = match classify_reply(TxnKind::QrConsume, &m) {
-                    Verdict::Done => Reply::unknown("accepted; query for the result"),
-                    Verdict::Failed { code, message } => Reply::Failed {
-                        code,
-                        reason: message,
-                    },
-                    Verdict::Unknown { reason } => Reply::unknown(reason),
-                };
-                let mut g = GatewayReply::new(reply, detail);
-                g.chan_trade_no = m.get("queryId").map(str::to_string);
-                g
-            }
+            Ok(m) => consume_reply(classify_reply(TxnKind::QrConsume, &m), &m, || {
+                Reply::unknown("accepted; query for the result")
+            }),
         }
     }
 
@@ -1268,25 +1302,16 @@ impl Gateway for AcpGateway {
             };
             return unknown(why);
         };
-        let detail = resp_detail(&m);
-        let reply = match v {
-            Verdict::Done => match m.get("txnAmt").and_then(Amount::parse_fen) {
+        consume_reply(v, &m, || {
+            match m.get("txnAmt").and_then(Amount::parse_fen) {
                 Some(x) if x == a.amount => Reply::Paid,
                 Some(x) => Reply::unknown(format!(
                     "the query says {x} yuan was paid; the order is {}",
                     a.amount
                 )),
                 None => Reply::unknown("a paid query reply without txnAmt"),
-            },
-            Verdict::Failed { code, message } => Reply::Failed {
-                code,
-                reason: message,
-            },
-            Verdict::Unknown { reason } => Reply::unknown(reason),
-        };
-        let mut g = GatewayReply::new(reply, detail);
-        g.chan_trade_no = m.get("queryId").map(str::to_string);
-        g
+            }
+        })
     }
 
     /// Undo (31) of a consume the query shows paid, within its clearing day before 23:00;
@@ -1371,27 +1396,16 @@ impl Gateway for AcpGateway {
             };
         };
         let now = self.now_ms();
-        let orig = super::txn::Original {
-            txn_time: orig_tt,
-            amount: r.order_total,
-            refunded: Amount::from_fen(0),
-            undone: false,
-        };
-        if let Err(e) = refund_allowed(&orig, r.amount, now) {
+        if let Err(e) = refund_allowed(&original(orig_tt, r.order_total), r.amount, now) {
             return RefundOutcome::Failed {
                 code: "local".into(),
                 reason: format!("refused locally, nothing sent: {e}"),
             };
         }
         let tt = self.now_txn_time();
+        let query_id = a.chan_trade_no.clone().filter(|q| !q.is_empty());
         let req = match (AcpTxn::Refund {
-            orig: match &a.chan_trade_no {
-                Some(q) if !q.is_empty() => OrigRef::QueryId(q.clone()),
-                _ => OrigRef::Order {
-                    order_id: a.out_trade_no.clone(),
-                    txn_time: orig_tt,
-                },
-            },
+            orig: orig_ref(a, orig_tt, query_id),
             amount: r.amount,
         })
         .build(&self.merchant, &r.out_refund_no, tt)
@@ -1404,15 +1418,7 @@ impl Gateway for AcpGateway {
                 };
             }
         };
-        let rec = FollowUp {
-            key,
-            order_id: r.out_refund_no.clone(),
-            txn_time: tt.to_string(),
-            state: FollowUpState::Sent,
-            at_ms: now,
-            query_id: None,
-            note: String::new(),
-        };
+        let rec = FollowUp::sent(key, &r.out_refund_no, tt, now);
         if let Err(e) = self.store.put(rec.clone()) {
             return RefundOutcome::Failed {
                 code: "store".into(),
@@ -1429,9 +1435,7 @@ impl Gateway for AcpGateway {
             let mut x = rec.clone();
             x.state = state;
             x.note = note;
-            if let Err(e) = self.store.put(x) {
-                tracing::warn!("{e}");
-            }
+            self.keep(x);
         };
         match code.as_str() {
             "00" | "A6" => {
@@ -1477,25 +1481,15 @@ impl Gateway for AcpGateway {
                 // Ask even when it is recorded done: the reply is the evidence.
                 let (v, m) = self.status(&prev.order_id, tt);
                 let mut f = prev.clone();
+                f.learn(&v, m.as_ref());
                 let out = match v {
-                    Verdict::Done => {
-                        f.state = FollowUpState::Done;
-                        f.query_id = m
-                            .as_ref()
-                            .and_then(|m| m.get("queryId"))
-                            .map(str::to_string);
-                        RefundOutcome::Done {
-                            chan_refund_no: f.query_id.clone(),
-                        }
-                    }
-                    Verdict::Failed { code, message } => {
-                        f.state = FollowUpState::Failed;
-                        f.note = format!("{code} {message}");
-                        RefundOutcome::Failed {
-                            code,
-                            reason: message,
-                        }
-                    }
+                    Verdict::Done => RefundOutcome::Done {
+                        chan_refund_no: f.query_id.clone(),
+                    },
+                    Verdict::Failed { code, message } => RefundOutcome::Failed {
+                        code,
+                        reason: message,
+                    },
                     Verdict::Unknown { reason } => {
                         let (g, _) = self.settle_follow_up(&prev);
                         if g.state == FollowUpState::Failed {
@@ -1504,10 +1498,8 @@ impl Gateway for AcpGateway {
                         return RefundOutcome::Unknown { why: reason };
                     }
                 };
-                if f != prev
-                    && let Err(e) = self.store.put(f)
-                {
-                    tracing::warn!("{e}");
+                if f != prev {
+                    self.keep(f);
                 }
                 out
             }
@@ -1518,12 +1510,10 @@ impl Gateway for AcpGateway {
     /// a consume's (txnType 01) result is a payment notice.
     fn verify_notification(&self, body: &[u8]) -> Result<Notice, String> {
         let text = std::str::from_utf8(body).map_err(|_| "not UTF-8".to_string())?;
-        let now = UNIX_EPOCH + Duration::from_millis(self.now_ms().max(0) as u64);
-        let report = verify_notification_report(text, &self.keys.trust, now);
-        let m = report.into_verified().map_err(|r| match r.failure() {
-            Some((step, why)) => format!("not verified at step {}: {why}", step.name()),
-            None => "not verified".into(),
-        })?;
+        let report = verify_notification_report(text, &self.keys.trust, self.now_system());
+        let m = report
+            .into_verified()
+            .map_err(|r| unverified(&r, "not verified"))?;
         if m.get("merId") != Some(self.cfg.mer_id.as_str()) {
             return Err(format!(
                 "the notification is for merchant {:?}, not ours",

@@ -253,6 +253,13 @@ impl VerifyReport {
             self.push(s, Outcome::NotRun(why.to_string()));
         }
     }
+
+    /// The signature fields cannot be used (`why`): that step fails and every later one is not
+    /// run, for `rest`.
+    fn fields_failed(&mut self, why: String, rest: &str) {
+        self.push(Step::SignatureFields, Outcome::Failed(why));
+        self.not_run_rest(&[CERT_STEPS.as_slice(), &[Step::Signature]].concat(), rest);
+    }
 }
 
 impl fmt::Display for VerifyReport {
@@ -348,12 +355,8 @@ fn verify_parsed(m: AcpMessage, note: &str, trust: &TrustConfig, now: SystemTime
     let signature = m.get("signature").unwrap_or("");
     let version = m.get("version").unwrap_or("");
     if signature.is_empty() {
-        r.push(
-            Step::SignatureFields,
-            Outcome::Failed("a field was removed or is empty: no `signature`".into()),
-        );
-        r.not_run_rest(
-            &[CERT_STEPS.as_slice(), &[Step::Signature]].concat(),
+        r.fields_failed(
+            "a field was removed or is empty: no `signature`".into(),
             "no signature",
         );
         r.message = Some(m);
@@ -397,14 +400,8 @@ fn verify_parsed(m: AcpMessage, note: &str, trust: &TrustConfig, now: SystemTime
             }
         }
         other => {
-            r.push(
-                Step::SignatureFields,
-                Outcome::Failed(format!(
-                    "signMethod {other:?} is not one of 01, 11, 12 (a field was changed?)"
-                )),
-            );
-            r.not_run_rest(
-                &[CERT_STEPS.as_slice(), &[Step::Signature]].concat(),
+            r.fields_failed(
+                format!("signMethod {other:?} is not one of 01, 11, 12 (a field was changed?)"),
                 "unknown signMethod",
             );
         }
@@ -422,14 +419,8 @@ fn verify_cert_method(
     now: SystemTime,
 ) {
     let Some(hash) = cert_hash_for_version(version) else {
-        r.push(
-            Step::SignatureFields,
-            Outcome::Failed(format!(
-                "version {version:?} is not a known ACP version (a field was changed?)"
-            )),
-        );
-        r.not_run_rest(
-            &[CERT_STEPS.as_slice(), &[Step::Signature]].concat(),
+        r.fields_failed(
+            format!("version {version:?} is not a known ACP version (a field was changed?)"),
             "unknown version",
         );
         return;
@@ -437,12 +428,8 @@ fn verify_cert_method(
     let leaf: Result<Certificate, String> = if version == "5.1.0" {
         match m.get("signPubKeyCert") {
             None | Some("") => {
-                r.push(
-                    Step::SignatureFields,
-                    Outcome::Failed("version 5.1.0 reply without `signPubKeyCert`".into()),
-                );
-                r.not_run_rest(
-                    &[CERT_STEPS.as_slice(), &[Step::Signature]].concat(),
+                r.fields_failed(
+                    "version 5.1.0 reply without `signPubKeyCert`".into(),
                     "no certificate",
                 );
                 return;
