@@ -46,20 +46,93 @@ pub(crate) enum Class {
     L,
 }
 
-// Chinese chains fall back to Helvetica for the Latin-1 signs WenQuanYi lacks (e.g. ¥).
-static ZH_SMALL_S: [&FontRenderer; 2] = [&WQY12, &HELV_R10];
+// Font chains, named by what they hold. Chinese chains fall back to Helvetica for the Latin-1
+// signs WenQuanYi lacks (e.g. ¥); the others fall back to WenQuanYi for Chinese names.
+static ZH_12: [&FontRenderer; 2] = [&WQY12, &HELV_R10];
 static ZH_16: [&FontRenderer; 2] = [&WQY16, &HELV_R12];
-static EN_SMALL_S: [&FontRenderer; 2] = [&HELV_R10, &WQY12];
-static EN_SMALL_M: [&FontRenderer; 2] = [&HELV_R12, &WQY16];
-static EN_BODY_S: [&FontRenderer; 2] = [&HELV_R12, &WQY16];
-static EN_BODY_L: [&FontRenderer; 2] = [&HELV_R14, &WQY16];
-static EN_BOLD: [&FontRenderer; 2] = [&HELV_B14, &WQY16];
-static EN_TITLE_S: [&FontRenderer; 2] = [&HELV_B18, &WQY16];
-static EN_TITLE_L: [&FontRenderer; 2] = [&HELV_B24, &WQY16];
-static AMOUNT_S: [&FontRenderer; 2] = [&LOGISOSO24, &WQY16];
-static AMOUNT_M: [&FontRenderer; 2] = [&LOGISOSO32, &WQY16];
-static AMOUNT_L: [&FontRenderer; 2] = [&LOGISOSO42, &WQY16];
-static AMOUNT_XL: [&FontRenderer; 2] = [&LOGISOSO58, &WQY16];
+static EN_R10: [&FontRenderer; 2] = [&HELV_R10, &WQY12];
+static EN_R12: [&FontRenderer; 2] = [&HELV_R12, &WQY16];
+static EN_R14: [&FontRenderer; 2] = [&HELV_R14, &WQY16];
+static EN_B14: [&FontRenderer; 2] = [&HELV_B14, &WQY16];
+static EN_B18: [&FontRenderer; 2] = [&HELV_B18, &WQY16];
+static EN_B24: [&FontRenderer; 2] = [&HELV_B24, &WQY16];
+static DIGITS_24: [&FontRenderer; 2] = [&LOGISOSO24, &WQY16];
+static DIGITS_32: [&FontRenderer; 2] = [&LOGISOSO32, &WQY16];
+static DIGITS_42: [&FontRenderer; 2] = [&LOGISOSO42, &WQY16];
+static DIGITS_58: [&FontRenderer; 2] = [&LOGISOSO58, &WQY16];
+
+/// The four text faces of a layout, smallest first.
+#[derive(Clone, Copy)]
+struct Faces {
+    small: Face,
+    body: Face,
+    strong: Face,
+    title: Face,
+}
+
+/// What one size class sets (one row per [`Class`]): spacing, the faces for each language, and
+/// the amount digits.
+struct ClassLayout {
+    pad: u32,
+    status_h: u32,
+    icon: u32,
+    zh: Faces,
+    en: Faces,
+    /// Landscape, then portrait: portrait screens are narrow for their class, so their digits
+    /// are one step smaller.
+    amount: [Face; 2],
+}
+
+// The CJK fonts stop at 16 px: Chinese titles are WenQuanYi 16 drawn at twice the size.
+const ZH_FACES: Faces = Faces {
+    small: Face::new(&ZH_16, 1),
+    body: Face::new(&ZH_16, 1),
+    strong: Face::new(&ZH_16, 1),
+    title: Face::new(&ZH_16, 2),
+};
+
+static CLASS_S: ClassLayout = ClassLayout {
+    pad: 8,
+    status_h: 22,
+    icon: 40,
+    zh: Faces {
+        small: Face::new(&ZH_12, 1),
+        ..ZH_FACES
+    },
+    en: Faces {
+        small: Face::new(&EN_R10, 1),
+        body: Face::new(&EN_R12, 1),
+        strong: Face::new(&EN_B14, 1),
+        title: Face::new(&EN_B18, 1),
+    },
+    amount: [Face::new(&DIGITS_24, 1), Face::new(&DIGITS_24, 1)],
+};
+
+// Medium and large screens use the same English faces; only spacing and digits grow.
+const EN_FACES_ML: Faces = Faces {
+    small: Face::new(&EN_R12, 1),
+    body: Face::new(&EN_R14, 1),
+    strong: Face::new(&EN_B14, 1),
+    title: Face::new(&EN_B24, 1),
+};
+
+static CLASS_M: ClassLayout = ClassLayout {
+    pad: 12,
+    status_h: 28,
+    icon: 56,
+    zh: ZH_FACES,
+    en: EN_FACES_ML,
+    amount: [Face::new(&DIGITS_42, 1), Face::new(&DIGITS_32, 1)],
+};
+
+static CLASS_L: ClassLayout = ClassLayout {
+    pad: 16,
+    status_h: 36,
+    icon: 80,
+    zh: ZH_FACES,
+    en: EN_FACES_ML,
+    amount: [Face::new(&DIGITS_58, 1), Face::new(&DIGITS_42, 1)],
+};
 
 /// Everything about where things go for one size, orientation and locale.
 #[derive(Clone, Copy)]
@@ -92,51 +165,14 @@ impl Layout {
             Class::L
         };
         let portrait = h > w;
-        let zh = locale == Locale::Zh;
-        let (small, body, strong, title) = match (zh, class) {
-            (true, Class::S) => (
-                Face::new(&ZH_SMALL_S, 1),
-                Face::new(&ZH_16, 1),
-                Face::new(&ZH_16, 1),
-                Face::new(&ZH_16, 2),
-            ),
-            (true, _) => (
-                Face::new(&ZH_16, 1),
-                Face::new(&ZH_16, 1),
-                Face::new(&ZH_16, 1),
-                Face::new(&ZH_16, 2),
-            ),
-            (false, Class::S) => (
-                Face::new(&EN_SMALL_S, 1),
-                Face::new(&EN_BODY_S, 1),
-                Face::new(&EN_BOLD, 1),
-                Face::new(&EN_TITLE_S, 1),
-            ),
-            (false, Class::M) => (
-                Face::new(&EN_SMALL_M, 1),
-                Face::new(&EN_BODY_L, 1),
-                Face::new(&EN_BOLD, 1),
-                Face::new(&EN_TITLE_L, 1),
-            ),
-            (false, Class::L) => (
-                Face::new(&EN_SMALL_M, 1),
-                Face::new(&EN_BODY_L, 1),
-                Face::new(&EN_BOLD, 1),
-                Face::new(&EN_TITLE_L, 1),
-            ),
+        let row = match class {
+            Class::S => &CLASS_S,
+            Class::M => &CLASS_M,
+            Class::L => &CLASS_L,
         };
-        // Portrait screens are narrow for their class: one step smaller amount digits.
-        let amount = match (class, portrait) {
-            (Class::S, _) => Face::new(&AMOUNT_S, 1),
-            (Class::M, true) => Face::new(&AMOUNT_M, 1),
-            (Class::M, false) => Face::new(&AMOUNT_L, 1),
-            (Class::L, true) => Face::new(&AMOUNT_L, 1),
-            (Class::L, false) => Face::new(&AMOUNT_XL, 1),
-        };
-        let (pad, status_h, icon) = match class {
-            Class::S => (8, 22, 40),
-            Class::M => (12, 28, 56),
-            Class::L => (16, 36, 80),
+        let faces = match locale {
+            Locale::Zh => row.zh,
+            Locale::En => row.en,
         };
         Layout {
             w,
@@ -144,14 +180,14 @@ impl Layout {
             portrait,
             class,
             locale,
-            pad,
-            status_h,
-            small,
-            body,
-            strong,
-            title,
-            amount,
-            icon,
+            pad: row.pad,
+            status_h: row.status_h,
+            small: faces.small,
+            body: faces.body,
+            strong: faces.strong,
+            title: faces.title,
+            amount: row.amount[usize::from(portrait)],
+            icon: row.icon,
         }
     }
 
