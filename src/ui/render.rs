@@ -374,6 +374,12 @@ fn amount_text(fen: u64) -> String {
     format_yuan(fen)
 }
 
+/// The box with the amount the cashier is typing (a sale's or a refund's): only what can be
+/// shown of the input, behind the yuan sign, in the amount digits.
+fn amount_input(input: &str) -> Block {
+    Block::Input(format!("¥{}", sanitize_amount_input(input)), true)
+}
+
 fn build_body(lay: &Layout, screen: &Screen, status: &StatusBar) -> Body {
     use Block as B;
     let l = lay.locale;
@@ -405,11 +411,10 @@ fn build_body(lay: &Layout, screen: &Screen, status: &StatusBar) -> Body {
         }
         Screen::AmountEntry { input } => {
             footer = Some(s(&text::ENTER_AMOUNT_HINT));
-            let shown = sanitize_amount_input(input);
             vec![
                 B::Title(s(&text::ENTER_AMOUNT), FG),
                 B::Gap(lay.pad),
-                B::Input(format!("¥{shown}"), true),
+                amount_input(input),
             ]
         }
         Screen::ShowCode {
@@ -562,7 +567,7 @@ fn build_body(lay: &Layout, screen: &Screen, status: &StatusBar) -> Body {
                             MUTED,
                         ),
                         B::Gap(lay.pad / 2),
-                        B::Input(format!("¥{}", sanitize_amount_input(input)), true),
+                        amount_input(input),
                     ]
                 }
                 RefundStep::Confirm { order, refund_fen } => {
