@@ -678,9 +678,14 @@ fn amount_face(lay: &Layout, t: &str, width: u32) -> Face {
     }
 }
 
+/// Width of the yuan sign drawn for digits of height `h`.
+fn yuan_sign_width(h: u32) -> u32 {
+    h * 55 / 100
+}
+
 /// Width of the yuan sign drawn for digits of height `h`, including the gap after it.
 fn yuan_width(h: u32) -> u32 {
-    h * 55 / 100 + (h / 8).max(2)
+    yuan_sign_width(h) + (h / 8).max(2)
 }
 
 /// Width of an amount text whose leading '¥' is drawn as a sign matching the digits.
@@ -711,28 +716,23 @@ where
     let total = amount_width(face, t) as i32;
     let left = align.start(x, total);
     let h = face.digit_height() as i32;
-    let w = h * 55 / 100;
+    let w = yuan_sign_width(h as u32) as i32;
     let stroke = (h / 9).max(1) as u32;
     let style = PrimitiveStyle::with_stroke(c, stroke);
+    let line = |a: Point, b: Point| Line::new(a, b).into_styled(style);
     let s = stroke as i32;
     let top = base - h + s / 2;
+    // A Y of three strokes meeting at `mid`, crossed by two bars.
     let mid = Point::new(left + w / 2, base - h * 45 / 100);
-    Line::new(Point::new(left + s / 2, top), mid)
-        .into_styled(style)
-        .draw(d)?;
-    Line::new(Point::new(left + w - s / 2, top), mid)
-        .into_styled(style)
-        .draw(d)?;
-    Line::new(mid, Point::new(mid.x, base - s / 2))
-        .into_styled(style)
-        .draw(d)?;
+    line(Point::new(left + s / 2, top), mid).draw(d)?;
+    line(Point::new(left + w - s / 2, top), mid).draw(d)?;
+    line(mid, Point::new(mid.x, base - s / 2)).draw(d)?;
     for fy in [40, 20] {
         let yy = base - h * fy / 100;
-        Line::new(
+        line(
             Point::new(left + w * 12 / 100, yy),
             Point::new(left + w * 88 / 100, yy),
         )
-        .into_styled(style)
         .draw(d)?;
     }
     face.draw(
@@ -1042,13 +1042,14 @@ fn draw_icon<D>(
 where
     D: DrawTarget<Color = Rgb565>,
 {
-    let white = ON_COLOUR;
     let s = size as i32;
     let stroke = (size / 10).max(2);
+    // Every mark is white on the disc: outlines at the icon's stroke, or filled spots.
+    let outline = PrimitiveStyle::with_stroke(ON_COLOUR, stroke);
+    let filled = PrimitiveStyle::with_fill(ON_COLOUR);
     let p = |fx: i32, fy: i32| top_left + Point::new(s * fx / 100, s * fy / 100);
-    let line = |a: Point, b: Point| {
-        Line::new(a, b).into_styled(PrimitiveStyle::with_stroke(white, stroke))
-    };
+    let line = |a: Point, b: Point| Line::new(a, b).into_styled(outline);
+    let spot = |c: Point, diameter: u32| Circle::with_center(c, diameter).into_styled(filled);
     Circle::new(top_left, size)
         .into_styled(PrimitiveStyle::with_fill(color))
         .draw(d)?;
@@ -1063,9 +1064,7 @@ where
         }
         Icon::Warn => {
             line(p(50, 24), p(50, 58)).draw(d)?;
-            Circle::with_center(p(50, 74), stroke + 3)
-                .into_styled(PrimitiveStyle::with_fill(white))
-                .draw(d)?;
+            spot(p(50, 74), stroke + 3).draw(d)?;
         }
         Icon::Scan => {
             // Four corner brackets and a scan line.
@@ -1080,14 +1079,10 @@ where
         }
         Icon::Face => {
             Circle::new(p(28, 24), (size * 44 / 100).max(4))
-                .into_styled(PrimitiveStyle::with_stroke(white, stroke))
+                .into_styled(outline)
                 .draw(d)?;
-            Circle::with_center(p(42, 42), stroke + 1)
-                .into_styled(PrimitiveStyle::with_fill(white))
-                .draw(d)?;
-            Circle::with_center(p(58, 42), stroke + 1)
-                .into_styled(PrimitiveStyle::with_fill(white))
-                .draw(d)?;
+            spot(p(42, 42), stroke + 1).draw(d)?;
+            spot(p(58, 42), stroke + 1).draw(d)?;
             line(p(44, 56), p(56, 56)).draw(d)?;
             line(p(30, 82), p(70, 82)).draw(d)?;
         }
@@ -1096,19 +1091,15 @@ where
                 Rectangle::new(p(34, 20), Size::new(size * 32 / 100, size * 60 / 100)),
                 Size::new(size / 16 + 1, size / 16 + 1),
             )
-            .into_styled(PrimitiveStyle::with_stroke(white, stroke))
+            .into_styled(outline)
             .draw(d)?;
             for fx in [42, 50, 58] {
-                Circle::with_center(p(fx, 50), stroke)
-                    .into_styled(PrimitiveStyle::with_fill(white))
-                    .draw(d)?;
+                spot(p(fx, 50), stroke).draw(d)?;
             }
         }
         Icon::Dots => {
             for fx in [30, 50, 70] {
-                Circle::with_center(p(fx, 50), size / 8)
-                    .into_styled(PrimitiveStyle::with_fill(white))
-                    .draw(d)?;
+                spot(p(fx, 50), size / 8).draw(d)?;
             }
         }
         Icon::Undo => {
@@ -1118,7 +1109,7 @@ where
                 Angle::from_degrees(200.0),
                 Angle::from_degrees(250.0),
             )
-            .into_styled(PrimitiveStyle::with_stroke(white, stroke))
+            .into_styled(outline)
             .draw(d)?;
             // Arrow head at the arc's start (left side).
             line(p(28, 46), p(27, 30)).draw(d)?;
@@ -1126,7 +1117,7 @@ where
         }
         Icon::Clock => {
             Circle::with_center(p(50, 50), size * 58 / 100)
-                .into_styled(PrimitiveStyle::with_stroke(white, stroke))
+                .into_styled(outline)
                 .draw(d)?;
             line(p(50, 50), p(50, 31)).draw(d)?;
             line(p(50, 50), p(64, 58)).draw(d)?;
