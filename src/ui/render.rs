@@ -1243,15 +1243,8 @@ impl Renderer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn status() -> StatusBar {
-        StatusBar {
-            merchant: "好邻居便利店".into(),
-            time: "14:05".into(),
-            online: true,
-            unsettled: 0,
-        }
-    }
+    // The samples' status bar: a Chinese shop name, online, nothing unsettled.
+    use crate::ui::sample_status as status;
 
     fn render(screen: &Screen, st: &StatusBar, size: (u32, u32), l: Locale) -> Frame {
         let mut f = Frame::new(size.0, size.1);
@@ -1273,45 +1266,17 @@ mod tests {
     #[test]
     fn drawing_is_deterministic_and_screens_differ() {
         let st = status();
-        let a = render(
-            &Screen::Paid {
-                amount_fen: 1234,
+        let paid = |amount_fen, l| {
+            let screen = Screen::Paid {
+                amount_fen,
                 wallet: Wallet::WeChat,
-            },
-            &st,
-            (320, 240),
-            Locale::Zh,
-        );
-        let b = render(
-            &Screen::Paid {
-                amount_fen: 1234,
-                wallet: Wallet::WeChat,
-            },
-            &st,
-            (320, 240),
-            Locale::Zh,
-        );
-        assert_eq!(a, b);
-        let c = render(
-            &Screen::Paid {
-                amount_fen: 1235,
-                wallet: Wallet::WeChat,
-            },
-            &st,
-            (320, 240),
-            Locale::Zh,
-        );
-        assert_ne!(a, c);
-        let e = render(
-            &Screen::Paid {
-                amount_fen: 1234,
-                wallet: Wallet::WeChat,
-            },
-            &st,
-            (320, 240),
-            Locale::En,
-        );
-        assert_ne!(a, e);
+            };
+            render(&screen, &st, (320, 240), l)
+        };
+        let a = paid(1234, Locale::Zh);
+        assert_eq!(a, paid(1234, Locale::Zh));
+        assert_ne!(a, paid(1235, Locale::Zh));
+        assert_ne!(a, paid(1234, Locale::En));
     }
 
     #[test]
@@ -1432,28 +1397,16 @@ mod tests {
     #[test]
     fn bad_qr_data_shows_an_error_instead_of_a_code() {
         let st = status();
-        let long: String = "x".repeat(5000);
-        let f = render(
-            &Screen::QrToScan {
-                code_url: long,
+        let qr = |code_url: String| {
+            let screen = Screen::QrToScan {
+                code_url,
                 amount_fen: 1,
                 seconds_left: 1,
-            },
-            &st,
-            (320, 240),
-            Locale::Zh,
-        );
-        let ok = render(
-            &Screen::QrToScan {
-                code_url: "weixin://wxpay/bizpayurl?pr=abc".into(),
-                amount_fen: 1,
-                seconds_left: 1,
-            },
-            &st,
-            (320, 240),
-            Locale::Zh,
-        );
-        assert_ne!(f, ok);
+            };
+            render(&screen, &st, (320, 240), Locale::Zh)
+        };
+        let f = qr("x".repeat(5000));
+        assert_ne!(f, qr("weixin://wxpay/bizpayurl?pr=abc".into()));
         // Somewhere on the failed screen is the red of the error icon.
         assert!(
             f.pixels()
