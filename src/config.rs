@@ -445,12 +445,13 @@ impl Config {
             for (field, why) in a.problems(t.sandbox) {
                 v.push(Problem::error(field, why));
             }
-            self.check_secret(&mut v, "gateways.acp.sign_pfx", &a.sign_pfx);
-            self.check_secret(
-                &mut v,
-                "gateways.acp.sign_password_file",
-                &a.sign_password_file,
-            );
+            // Whether they are required is the ACP configuration's own rule (problems above).
+            if let Some(k) = &a.sign_pfx {
+                self.check_secret(&mut v, "gateways.acp.sign_pfx", k);
+            }
+            if let Some(k) = &a.sign_password_file {
+                self.check_secret(&mut v, "gateways.acp.sign_password_file", k);
+            }
             if let Some(k) = &a.secure_key_file {
                 self.check_secret(&mut v, "gateways.acp.secure_key_file", k);
             }
@@ -471,12 +472,18 @@ impl Config {
                 "gateways.upapi.symmetric_key_file",
                 &u.symmetric_key_file,
             );
-            self.check_secret(&mut v, "gateways.upapi.acp.sign_pfx", &u.acp.sign_pfx);
-            self.check_secret(
-                &mut v,
-                "gateways.upapi.acp.sign_password_file",
-                &u.acp.sign_password_file,
-            );
+            match &u.acp.sign_pfx {
+                Some(k) => self.check_secret(&mut v, "gateways.upapi.acp.sign_pfx", k),
+                // With sign_method 01 the ACP rule above already says so.
+                None if u.acp.sign_method != "01" => v.push(Problem::error(
+                    "gateways.upapi.acp.sign_pfx",
+                    "is required: contract debits are signed with the merchant's certificate (signMethod 01), whatever sign_method the other transactions use",
+                )),
+                None => {}
+            }
+            if let Some(k) = &u.acp.sign_password_file {
+                self.check_secret(&mut v, "gateways.upapi.acp.sign_password_file", k);
+            }
         }
         let ecr = &f.ecr.listen;
         if !ecr.starts_with("unix:") {
@@ -622,6 +629,51 @@ key_file = "agg.key"
                 .unwrap_err()
                 .to_string()
                 .contains("merchant_id")
+        );
+    }
+
+    #[test]
+    fn acp_needs_the_merchant_pfx_for_sign_method_01_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        for (f, text) in [
+            ("agg.key", "k"),
+            ("secure.key", crate::sandbox::acp::SANDBOX_SECURE_KEY),
+        ] {
+            std::fs::write(dir.path().join(f), text).unwrap();
+            let mode = std::fs::Permissions::from_mode(0o600);
+            std::fs::set_permissions(dir.path().join(f), mode).unwrap();
+        }
+        let p = dir.path().join("c.toml");
+        let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sandbox-acp");
+        let acp = |keys: &str| {
+            format!(
+                r#"{MIN}
+[gateways.acp]
+base_url = "https://gateway.95516.com"
+mer_id = "777290058110048"
+encrypt_cert = "{d}/sandbox_enc.cer"
+middle_cert = "{d}/sandbox_middle.cer"
+root_cert = "{d}/sandbox_root.cer"
+back_url = "https://example.com/acp/notify"
+{keys}"#,
+                d = d.display()
+            )
+        };
+        // signMethod 11: the secure key signs; no PFX, no password, and the keys load.
+        let c = Config::parse(
+            &acp("sign_method = \"11\"\nsecure_key_file = \"secure.key\"\n"),
+            &p,
+        )
+        .unwrap();
+        let a = c.file.gateways.acp.as_ref().unwrap();
+        let keys = crate::gateway::unionpay::AcpKeys::load(&c, a).unwrap();
+        assert!(keys.key.is_none() && keys.secure_key.is_some());
+        // signMethod 01 (the default) without it: `config check` says what is missing and why.
+        let e = Config::parse(&acp(""), &p).unwrap_err().to_string();
+        assert!(
+            e.contains("error: gateways.acp.sign_pfx: is required with sign_method 01"),
+            "{e}"
         );
     }
 

@@ -53,7 +53,11 @@ struct Opts {
 fn config_text(url: &str, journal: &str, enc: &Path, ecr_port: u16, o: &Opts) -> String {
     let d = manifest().join("config/sandbox-acp");
     let sign = match o.sign {
-        Sign::Cert => String::new(),
+        Sign::Cert => format!(
+            "sign_pfx = \"{d}/acp_test_sign.pfx\"\nsign_password_file = \"{d}/sign.pass\"\n",
+            d = d.display()
+        ),
+        // No merchant certificate at all: the secure key signs everything.
         Sign::SecureKey(m) => format!("sign_method = \"{m}\"\nsecure_key_file = \"secure.key\"\n"),
     };
     format!(
@@ -87,8 +91,6 @@ base_url = "{url}"
 file_url = "{url}/"
 mer_id = "777290058110048"
 term_id = "ACPTEST2"
-sign_pfx = "{d}/acp_test_sign.pfx"
-sign_password_file = "{d}/sign.pass"
 encrypt_cert = "{enc}"
 middle_cert = "{d}/sandbox_middle.cer"
 root_cert = "{d}/sandbox_root.cer"
@@ -583,8 +585,9 @@ fn back_notifications_settle_unknown_payments_before_any_query() {
     }
 }
 
-/// signMethod 11 (SHA-256) and 12 (SM3) with the secure key, end to end through the
-/// `payterm` command line: requests verified by the sandbox with the key, its replies (signed the
+/// signMethod 11 (SHA-256) and 12 (SM3) with the secure key and no merchant certificate
+/// configured (no `sign_pfx`: `config check` passes), end to end through the `payterm` command
+/// line: requests verified by the sandbox with the key, its replies (signed the
 /// same way) believed by the terminal; a reply made with another key is not believed (the
 /// attempt stays unknown and a query settles it). Then the daemon takes a secure-key-signed back
 /// notification.

@@ -75,10 +75,14 @@ pub struct AcpConfig {
     /// `acqInsCode`, for acquirer access only.
     #[serde(default)]
     pub acq_ins_code: Option<String>,
-    /// The merchant's signing key: a PKCS#12 file as UnionPay issues it.
-    pub sign_pfx: String,
-    /// A file holding the PKCS#12 password.
-    pub sign_password_file: String,
+    /// The merchant's signing key: a PKCS#12 file as UnionPay issues it. Required with
+    /// `sign_method` 01; with 11/12 the secure key signs and nothing else needs it (sensitive
+    /// fields are encrypted with UnionPay's `encrypt_cert`, replies verified with its chain).
+    #[serde(default)]
+    pub sign_pfx: Option<String>,
+    /// A file holding the PKCS#12 password; required with `sign_pfx`.
+    #[serde(default)]
+    pub sign_password_file: Option<String>,
     /// UnionPay's sensitive-information encryption certificate (updated in place by 95).
     pub encrypt_cert: String,
     /// The UnionPay intermediate (`acp_*_middle.cer`) and root (`acp_*_root.cer`).
@@ -89,7 +93,8 @@ pub struct AcpConfig {
     /// `version`; only 5.1.0 (SHA-256, certificate carried in each reply) is supported.
     #[serde(default = "default_version")]
     pub version: String,
-    /// `signMethod`: 01 (certificate), or 11/12 (secure key, needs `secure_key_file`).
+    /// `signMethod`: 01 (certificate, needs `sign_pfx`), or 11/12 (secure key, needs
+    /// `secure_key_file`).
     #[serde(default = "default_sign_method")]
     pub sign_method: String,
     #[serde(default)]
@@ -188,6 +193,18 @@ impl AcpConfig {
             ),
             m => err("sign_method", format!("{m:?} is not 01, 11 or 12")),
         }
+        if self.sign_method == "01" && self.sign_pfx.is_none() {
+            err(
+                "sign_pfx",
+                "is required with sign_method 01 (the default): every request is signed with the merchant's certificate; set sign_pfx to the PKCS#12 file UnionPay issued and sign_password_file to its password, or use sign_method 11/12 with secure_key_file".to_string(),
+            );
+        }
+        if self.sign_pfx.is_some() && self.sign_password_file.is_none() {
+            err(
+                "sign_password_file",
+                "is required with sign_pfx (the file holding the PKCS#12 password)".to_string(),
+            );
+        }
         if self.owner == OwnerMode::Test && !sandbox {
             err(
                 "owner",
@@ -228,7 +245,8 @@ pub enum AcpError {
 
 /// The loaded keys and certificates.
 pub struct AcpKeys {
-    pub key: MerchantKey,
+    /// The merchant's certificate key (signMethod 01); `None` when the secure key signs.
+    pub key: Option<MerchantKey>,
     pub secure_key: Option<Zeroizing<Vec<u8>>>,
     pub trust: TrustConfig,
     pub encrypt_cert: EncryptionCert,
@@ -241,7 +259,7 @@ impl fmt::Debug for AcpKeys {
         write!(
             f,
             "AcpKeys {{ certId: {}, encryptCertId: {}, key: redacted }}",
-            self.key.cert_id(),
+            self.key.as_ref().map_or("none", |k| k.cert_id()),
             self.encrypt_cert.cert_id()
         )
     }
@@ -268,18 +286,14 @@ fn load_cert(path: &Path, what: &str) -> Result<Certificate, AcpError> {
 impl AcpKeys {
     /// Reads the key, password and certificates named by `acp` (paths resolved by `cfg`).
     pub fn load(cfg: &crate::config::Config, acp: &AcpConfig) -> Result<AcpKeys, AcpError> {
-        let password = cfg
-            .read_secret("ACP signing key password", &acp.sign_password_file)
-            .map(Zeroizing::new)
-            .map_err(|e| AcpError::Load {
-                what: "gateways.acp.sign_password_file".into(),
-                why: e.to_string(),
-            })?;
-        let pfx = secret_path(cfg, &acp.sign_pfx);
-        let key = MerchantKey::load_pkcs12(&pfx, &password).map_err(|e| AcpError::Load {
-            what: format!("the signing key {}", pfx.display()),
-            why: e.to_string(),
-        })?;
+        let key = match &acp.sign_pfx {
+            Some(pfx) => Some(load_merchant_key(
+                cfg,
+                pfx,
+                acp.sign_password_file.as_deref(),
+            )?),
+            None => None,
+        };
         let secure_key = match &acp.secure_key_file {
             Some(f) => Some(Zeroizing::new(
                 cfg.read_secret("ACP secure key", f)
@@ -291,6 +305,16 @@ impl AcpKeys {
             )),
             None => None,
         };
+        let secure_signs = matches!(acp.sign_method.as_str(), "11" | "12") && secure_key.is_some();
+        if key.is_none() && !secure_signs {
+            return Err(AcpError::Load {
+                what: "gateways.acp.sign_pfx".into(),
+                why: format!(
+                    "is required with sign_method {}: nothing else can sign the requests",
+                    acp.sign_method
+                ),
+            });
+        }
         let middle = load_cert(&cfg.resolve(&acp.middle_cert), "the middle certificate")?;
         let root = load_cert(&cfg.resolve(&acp.root_cert), "the root certificate")?;
         let mut trust = match acp.owner {
@@ -308,6 +332,42 @@ impl AcpKeys {
             encrypt_cert_path: Some(enc_path),
         })
     }
+}
+
+impl AcpKeys {
+    /// The merchant's certificate key, for what must be signed with signMethod 01 whatever
+    /// `sign_method` says (the 云闪付 contract debits).
+    pub fn cert_key(&self) -> Result<&MerchantKey, AcpError> {
+        self.key.as_ref().ok_or_else(|| AcpError::Load {
+            what: "sign_pfx".into(),
+            why: "the merchant's certificate key is not configured, and signMethod 01 needs it"
+                .into(),
+        })
+    }
+}
+
+/// The merchant's PKCS#12 key and its password (`password_file`, required with it).
+fn load_merchant_key(
+    cfg: &crate::config::Config,
+    pfx: &str,
+    password_file: Option<&str>,
+) -> Result<MerchantKey, AcpError> {
+    let password_file = password_file.ok_or_else(|| AcpError::Load {
+        what: "gateways.acp.sign_password_file".into(),
+        why: "is required with sign_pfx".into(),
+    })?;
+    let password = cfg
+        .read_secret("ACP signing key password", password_file)
+        .map(Zeroizing::new)
+        .map_err(|e| AcpError::Load {
+            what: "gateways.acp.sign_password_file".into(),
+            why: e.to_string(),
+        })?;
+    let pfx = secret_path(cfg, pfx);
+    MerchantKey::load_pkcs12(&pfx, &password).map_err(|e| AcpError::Load {
+        what: format!("the signing key {}", pfx.display()),
+        why: e.to_string(),
+    })
 }
 
 /// The state of a recorded follow-up transaction.
@@ -674,17 +734,22 @@ impl AcpGateway {
             })
     }
 
-    fn signer(&self) -> Signer<'_> {
+    /// How requests are signed: the secure key with signMethod 11/12, else the certificate.
+    fn signer(&self) -> Result<Signer<'_>, String> {
         match (self.cfg.sign_method.as_str(), &self.keys.secure_key) {
-            ("11", Some(k)) => Signer::SecureKey {
+            ("11", Some(k)) => Ok(Signer::SecureKey {
                 hash: SecureKeyHash::Sha256,
                 key: k,
-            },
-            ("12", Some(k)) => Signer::SecureKey {
+            }),
+            ("12", Some(k)) => Ok(Signer::SecureKey {
                 hash: SecureKeyHash::Sm3,
                 key: k,
-            },
-            _ => Signer::Cert(&self.keys.key),
+            }),
+            _ => self
+                .keys
+                .cert_key()
+                .map(Signer::Cert)
+                .map_err(|e| e.to_string()),
         }
     }
 
@@ -699,8 +764,9 @@ impl AcpGateway {
     /// Signs and sends `req`, returning the reply only once it verifies and echoes our merchant
     /// (and order, when `order_id` is given). `Err` says why nothing can be believed.
     fn exchange(&self, req: AcpRequest, order_id: Option<&str>) -> Result<VerifiedMessage, String> {
+        let signer = self.signer().map_err(|e| format!("cannot sign: {e}"))?;
         let signed = req
-            .sign(self.signer(), &mut rand::thread_rng())
+            .sign(signer, &mut rand::thread_rng())
             .map_err(|e| format!("cannot sign: {e}"))?;
         let http = HttpRequest {
             url: self.url(signed.endpoint),
@@ -1630,7 +1696,9 @@ lost_after_ms = 500
                 std::fs::copy(d.join("sandbox_enc.cer"), &enc).unwrap();
             }
             let keys = AcpKeys {
-                key: MerchantKey::load_pkcs12(&d.join("acp_test_sign.pfx"), "000000").unwrap(),
+                key: Some(
+                    MerchantKey::load_pkcs12(&d.join("acp_test_sign.pfx"), "000000").unwrap(),
+                ),
                 secure_key: None,
                 trust: TrustConfig::production(
                     Certificate::load(&d.join("sandbox_middle.cer")).unwrap(),
@@ -1701,6 +1769,103 @@ lost_after_ms = 500
             .date();
         let t = TxnTime::parse(&format!("{}{hh:02}{mm:02}00", today.format("%Y%m%d"))).unwrap();
         t.unix_ms()
+    }
+
+    /// The settings of `sign_method`, `sign_pfx`, `sign_password_file` and `secure_key_file`
+    /// given, every other one valid.
+    fn acp_config(keys: &str) -> AcpConfig {
+        let text = format!(
+            r#"base_url = "https://gateway.95516.com"
+mer_id = "777290058110048"
+encrypt_cert = "enc.cer"
+middle_cert = "middle.cer"
+root_cert = "root.cer"
+back_url = "https://example.com/acp/notify"
+{keys}"#
+        );
+        toml::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn the_merchant_pfx_is_required_with_sign_method_01_only() {
+        let fields = |keys: &str| -> Vec<String> {
+            acp_config(keys)
+                .problems(false)
+                .into_iter()
+                .map(|(f, why)| format!("{f}: {why}"))
+                .collect()
+        };
+        let pfx = "sign_pfx = \"s.pfx\"\nsign_password_file = \"s.pass\"\n";
+        assert_eq!(fields(pfx), Vec::<String>::new());
+        // 01 (the default) without the PFX: said, and how to fix it.
+        let p = fields("");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("gateways.acp.sign_pfx: is required with sign_method 01"),
+            "{p:?}"
+        );
+        let p = fields("sign_method = \"01\"\nsecure_key_file = \"k\"\n");
+        assert!(p[0].starts_with("gateways.acp.sign_pfx:"), "{p:?}");
+        // 11/12 sign with the secure key: no PFX, no password.
+        for m in ["11", "12"] {
+            let keys = format!("sign_method = \"{m}\"\nsecure_key_file = \"k\"\n");
+            assert_eq!(fields(&keys), Vec::<String>::new(), "{m}");
+            // A PFX beside it (the contract debits need one) still needs its password.
+            let p = fields(&format!("{keys}sign_pfx = \"s.pfx\"\n"));
+            assert_eq!(p.len(), 1, "{p:?}");
+            assert!(
+                p[0].starts_with("gateways.acp.sign_password_file:"),
+                "{p:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_secure_key_signs_without_any_merchant_certificate() {
+        use crate::sandbox::acp::SANDBOX_SECURE_KEY;
+        let rig = Rig::start();
+        for method in ["11", "12"] {
+            let mut cfg = rig.config();
+            cfg.sign_method = method.into();
+            cfg.sign_pfx = None;
+            cfg.sign_password_file = None;
+            cfg.secure_key_file = Some("k".into());
+            assert_eq!(cfg.problems(true), vec![], "{method}");
+            let d = sandbox_dir();
+            let secure_key = Zeroizing::new(SANDBOX_SECURE_KEY.as_bytes().to_vec());
+            let mut trust = TrustConfig::production(
+                Certificate::load(&d.join("sandbox_middle.cer")).unwrap(),
+                Certificate::load(&d.join("sandbox_root.cer")).unwrap(),
+            );
+            trust.secure_key = Some(secure_key.clone());
+            let keys = AcpKeys {
+                key: None,
+                secure_key: Some(secure_key),
+                trust,
+                encrypt_cert: EncryptionCert::new(
+                    Certificate::load(&d.join("sandbox_enc.cer")).unwrap(),
+                ),
+                encrypt_cert_path: None,
+            };
+            assert!(keys.cert_key().is_err());
+            assert!(format!("{keys:?}").contains("certId: none"));
+            let transport = Arc::new(UreqTransport::new(Timeouts {
+                connect: Duration::from_millis(300),
+                total: Duration::from_millis(300),
+            }));
+            let g = AcpGateway::new(cfg, keys, transport, None).unwrap();
+            let a = attempt(1200, crate::util::now_ms());
+            let r = g.pay(&a, &code());
+            assert!(r.detail.contains("respCode 00"), "{method}: {r:?}");
+            assert_eq!(g.query(&a).reply, Reply::Paid, "{method}");
+            let seen = rig.sb.lock().acp.verified.clone();
+            let mine: Vec<_> = seen
+                .iter()
+                .filter(|v| v.order_id == a.out_trade_no)
+                .collect();
+            assert_eq!(mine.len(), 2, "{seen:?}");
+            assert!(mine.iter().all(|v| v.sign_method == method), "{mine:?}");
+        }
     }
 
     #[test]

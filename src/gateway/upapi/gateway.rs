@@ -146,7 +146,12 @@ impl ContractGateway {
             kind: TxnKind::QrConsume,
             fields: f,
         };
-        req.sign(Signer::Cert(&self.keys.key), &mut rand::thread_rng())
+        // Debits are signed with the certificate (signMethod 01) whatever the follow-ups use.
+        let key = self
+            .keys
+            .cert_key()
+            .map_err(|e| format!("cannot sign the debit: {e}"))?;
+        req.sign(Signer::Cert(key), &mut rand::thread_rng())
             .map(|s| s.body)
             .map_err(|e| format!("cannot sign the debit: {e}"))
     }
