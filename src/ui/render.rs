@@ -434,6 +434,7 @@ fn build_body(lay: &Layout, screen: &Screen, status: &StatusBar) -> Body {
             if *step != FaceStep::Paying {
                 footer = Some(s(&text::CANCEL_HINT));
             }
+            let (title, hint) = text::face_step(*step);
             vec![
                 B::Text(
                     format!(
@@ -444,9 +445,9 @@ fn build_body(lay: &Layout, screen: &Screen, status: &StatusBar) -> Body {
                     MUTED,
                 ),
                 B::Icon(Icon::Face, BLUE),
-                B::Title(text::face_step(*step).get(l).to_string(), FG),
+                B::Title(s(&title), FG),
                 B::Amount(amount_text(*amount_fen), FG),
-                B::Text(text::face_step_hint(*step).get(l).to_string(), MUTED),
+                B::Text(s(&hint), MUTED),
                 B::Steps(step.index(), FaceStep::ALL.len()),
             ]
         }
@@ -470,7 +471,7 @@ fn build_body(lay: &Layout, screen: &Screen, status: &StatusBar) -> Body {
             B::Icon(Icon::Check, GREEN),
             B::Title(s(&text::PAID), GREEN),
             B::Amount(amount_text(*amount_fen), FG),
-            B::Strong(text::wallet(*wallet).get(l).to_string(), MUTED),
+            B::Strong(s(&text::wallet(*wallet)), MUTED),
         ],
         Screen::Declined { amount_fen, reason } => vec![
             B::Icon(Icon::Cross, RED),

@@ -142,53 +142,58 @@ t!(
 t!(FACE_TITLE, "刷脸支付", "Face pay");
 t!(CANCEL_HINT, "【取消】返回", "Cancel: back");
 
-pub(crate) fn face_step(step: FaceStep) -> T {
+/// A face-pay step's title and the hint under its amount, side by side so a step's two texts
+/// are read (and changed) together.
+pub(crate) fn face_step(step: FaceStep) -> (T, T) {
     match step {
-        FaceStep::Starting => T {
-            zh: "正在启动刷脸",
-            en: "Starting face pay",
-        },
-        FaceStep::LookAtCamera => T {
-            zh: "请正视摄像头",
-            en: "Please look at the camera",
-        },
-        FaceStep::Recognising => T {
-            zh: "正在识别",
-            en: "Recognising",
-        },
-        FaceStep::ConfirmIdentity => T {
-            zh: "请在刷脸设备上确认身份",
-            en: "Please confirm on the face-pay device",
-        },
-        FaceStep::Paying => T {
-            zh: "正在支付",
-            en: "Paying",
-        },
-    }
-}
-
-pub(crate) fn face_step_hint(step: FaceStep) -> T {
-    match step {
-        FaceStep::Starting => T {
-            zh: "请稍候",
-            en: "Please wait",
-        },
-        FaceStep::LookAtCamera => T {
-            zh: "保持面部在框内，摘下口罩",
-            en: "Keep your face in the frame",
-        },
-        FaceStep::Recognising => T {
-            zh: "请保持不动",
-            en: "Please hold still",
-        },
-        FaceStep::ConfirmIdentity => T {
-            zh: "可能需要输入手机号后四位",
-            en: "You may be asked for the last digits of your phone number",
-        },
-        FaceStep::Paying => T {
-            zh: "请稍候，不要离开",
-            en: "Please wait a moment",
-        },
+        FaceStep::Starting => (
+            T {
+                zh: "正在启动刷脸",
+                en: "Starting face pay",
+            },
+            T {
+                zh: "请稍候",
+                en: "Please wait",
+            },
+        ),
+        FaceStep::LookAtCamera => (
+            T {
+                zh: "请正视摄像头",
+                en: "Please look at the camera",
+            },
+            T {
+                zh: "保持面部在框内，摘下口罩",
+                en: "Keep your face in the frame",
+            },
+        ),
+        FaceStep::Recognising => (
+            T {
+                zh: "正在识别",
+                en: "Recognising",
+            },
+            T {
+                zh: "请保持不动",
+                en: "Please hold still",
+            },
+        ),
+        FaceStep::ConfirmIdentity => (
+            T {
+                zh: "请在刷脸设备上确认身份",
+                en: "Please confirm on the face-pay device",
+            },
+            T {
+                zh: "可能需要输入手机号后四位",
+                en: "You may be asked for the last digits of your phone number",
+            },
+        ),
+        // The payment itself is under way: the customer waits as for any payment.
+        FaceStep::Paying => (
+            T {
+                zh: "正在支付",
+                en: "Paying",
+            },
+            PROCESSING_HINT,
+        ),
     }
 }
 
