@@ -1159,13 +1159,6 @@ pub(crate) fn all_words(lay: &Layout, screen: &Screen, status: &StatusBar) -> Ve
     out
 }
 
-fn draw_body_only_status<D>(d: &mut D, lay: &Layout, status: &StatusBar) -> Result<(), D::Error>
-where
-    D: DrawTarget<Color = Rgb565>,
-{
-    draw_status_bar(d, lay, status)
-}
-
 /// Keeps the last frame so a new screen costs only the rectangles that changed.
 pub struct Renderer {
     locale: Locale,
@@ -1223,7 +1216,7 @@ impl Renderer {
                 if s == screen && st.online == status.online && *screen != Screen::Idle =>
             {
                 let lay = Layout::new((bounds.size.width, bounds.size.height), self.locale);
-                let Ok(()) = draw_body_only_status(&mut self.scratch, &lay, status);
+                let Ok(()) = draw_status_bar(&mut self.scratch, &lay, status);
                 (lay.status_rect(), false)
             }
             _ => {
