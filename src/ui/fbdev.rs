@@ -210,7 +210,7 @@ struct FbVarScreeninfo {
 }
 
 #[repr(C)]
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct FbFixScreeninfo {
     id: [u8; 16],
     smem_start: libc::c_ulong,
@@ -229,6 +229,43 @@ struct FbFixScreeninfo {
     reserved: [u16; 2],
 }
 
+/// Opens a device for reading and writing (the framebuffer, the console's tty).
+fn open_device(path: &Path) -> Result<File, UiError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| UiError::Framebuffer(format!("cannot open {}: {e}", path.display())))
+}
+
+/// The error for the ioctl `what` that just failed on `path` (errno is read here, so call it
+/// right after the ioctl).
+fn ioctl_error(what: &str, path: &Path) -> UiError {
+    UiError::Framebuffer(format!(
+        "{what} on {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    ))
+}
+
+/// Fills `out` with the FBIOGET ioctl `request` (called `what` in the error) on `file`.
+///
+/// # Safety
+/// `request` must write exactly one `T` through its pointer argument.
+unsafe fn fb_get<T>(
+    file: &File,
+    request: libc::c_ulong,
+    what: &str,
+    path: &Path,
+    out: &mut T,
+) -> Result<(), UiError> {
+    // SAFETY: `out` is valid for one `T`, and the caller vouches that is all `request` writes.
+    if unsafe { libc::ioctl(file.as_raw_fd(), request as _, out as *mut T) } != 0 {
+        return Err(ioctl_error(what, path));
+    }
+    Ok(())
+}
+
 /// Holds the console in graphics mode while alive and gives it back to text mode on drop, so
 /// a crash of the UI does not leave a dead console behind.
 pub struct ConsoleGraphics {
@@ -238,19 +275,11 @@ pub struct ConsoleGraphics {
 impl ConsoleGraphics {
     /// Switches `tty` (e.g. `/dev/tty1` or `/dev/tty0`) to KD_GRAPHICS.
     pub fn enter(tty: &Path) -> Result<Self, UiError> {
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(tty)
-            .map_err(|e| UiError::Framebuffer(format!("cannot open {}: {e}", tty.display())))?;
+        let f = open_device(tty)?;
         // SAFETY: KDSETMODE takes an integer argument; the fd is open for the call's duration.
         let rc = unsafe { libc::ioctl(f.as_raw_fd(), KDSETMODE as _, KD_GRAPHICS) };
         if rc != 0 {
-            return Err(UiError::Framebuffer(format!(
-                "KDSETMODE KD_GRAPHICS on {}: {}",
-                tty.display(),
-                std::io::Error::last_os_error()
-            )));
+            return Err(ioctl_error("KDSETMODE KD_GRAPHICS", tty));
         }
         Ok(ConsoleGraphics { tty: f })
     }
@@ -292,45 +321,29 @@ impl FbDisplay {
     /// Opens `dev` (e.g. `/dev/fb0`), reads its mode and maps it. With `console`, that tty is
     /// switched to graphics mode for as long as the display lives.
     pub fn open(dev: &Path, console: Option<&Path>) -> Result<Self, UiError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(dev)
-            .map_err(|e| UiError::Framebuffer(format!("cannot open {}: {e}", dev.display())))?;
-        let fd = file.as_raw_fd();
+        let file = open_device(dev)?;
         let mut var = FbVarScreeninfo::default();
-        // SAFETY: the kernel writes exactly one fb_var_screeninfo into `var`.
-        if unsafe {
-            libc::ioctl(
-                fd,
-                FBIOGET_VSCREENINFO as _,
-                &mut var as *mut FbVarScreeninfo,
+        // SAFETY: FBIOGET_VSCREENINFO writes exactly one fb_var_screeninfo.
+        unsafe {
+            fb_get(
+                &file,
+                FBIOGET_VSCREENINFO,
+                "FBIOGET_VSCREENINFO",
+                dev,
+                &mut var,
             )
-        } != 0
-        {
-            return Err(UiError::Framebuffer(format!(
-                "FBIOGET_VSCREENINFO on {}: {}",
-                dev.display(),
-                std::io::Error::last_os_error()
-            )));
-        }
-        // SAFETY: fb_fix_screeninfo is plain old data; all-zero is a valid value.
-        let mut fix: FbFixScreeninfo = unsafe { std::mem::zeroed() };
-        // SAFETY: the kernel writes exactly one fb_fix_screeninfo into `fix`.
-        if unsafe {
-            libc::ioctl(
-                fd,
-                FBIOGET_FSCREENINFO as _,
-                &mut fix as *mut FbFixScreeninfo,
+        }?;
+        let mut fix = FbFixScreeninfo::default();
+        // SAFETY: FBIOGET_FSCREENINFO writes exactly one fb_fix_screeninfo.
+        unsafe {
+            fb_get(
+                &file,
+                FBIOGET_FSCREENINFO,
+                "FBIOGET_FSCREENINFO",
+                dev,
+                &mut fix,
             )
-        } != 0
-        {
-            return Err(UiError::Framebuffer(format!(
-                "FBIOGET_FSCREENINFO on {}: {}",
-                dev.display(),
-                std::io::Error::last_os_error()
-            )));
-        }
+        }?;
         let ch = |b: FbBitfield| Channel {
             offset: b.offset,
             length: b.length,
@@ -531,5 +544,15 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.contains("/nonexistent/fb9"), "{e}");
+    }
+
+    #[test]
+    fn a_device_that_is_not_a_framebuffer_is_a_clear_error() {
+        // /dev/null opens read-write but answers no framebuffer ioctl.
+        let e = FbDisplay::open(Path::new("/dev/null"), None)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("FBIOGET_VSCREENINFO on /dev/null"), "{e}");
     }
 }
