@@ -538,21 +538,17 @@ mod tests {
     }
 
     #[test]
-    fn opening_a_missing_device_is_a_clear_error() {
-        let e = FbDisplay::open(Path::new("/nonexistent/fb9"), None)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(e.contains("/nonexistent/fb9"), "{e}");
-    }
-
-    #[test]
-    fn a_device_that_is_not_a_framebuffer_is_a_clear_error() {
+    fn a_missing_device_or_one_that_is_not_a_framebuffer_is_a_clear_error() {
+        let error = |dev: &str| {
+            FbDisplay::open(Path::new(dev), None)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let e = error("/nonexistent/fb9");
+        assert!(e.contains("cannot open /nonexistent/fb9"), "{e}");
         // /dev/null opens read-write but answers no framebuffer ioctl.
-        let e = FbDisplay::open(Path::new("/dev/null"), None)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let e = error("/dev/null");
         assert!(e.contains("FBIOGET_VSCREENINFO on /dev/null"), "{e}");
     }
 }
