@@ -1,5 +1,6 @@
 //! Drawing: turns a [`Screen`] and a [`StatusBar`] into pixels on any embedded-graphics
-//! `DrawTarget<Color = Rgb565>`, with a layout computed from the target's size and orientation.
+//! `DrawTarget<Color = Rgb565>`, with a layout taken from the target's size class (one row of
+//! spacing, faces and digits per class) and its orientation.
 //!
 //! Drawing is a pure function of (screen, status bar, size, locale): no clock, no I/O, no state.
 //! [`Renderer`] adds the only memory the UI has, the last frame, so it can redraw just the status
