@@ -18,7 +18,7 @@ use payterm::core::money::Amount;
 use payterm::engine::claims::Claims;
 use payterm::engine::{Engine, Gateways, PayRequest, Settings};
 use payterm::gateway::{Credential, OrderDetails};
-use payterm::journal::Journal;
+use payterm::journal::{Journal, RefundState};
 use payterm::sandbox::{Faults, Sandbox, SandboxConfig};
 
 fn engine(cfg: &Config, claims: &Claims) -> Engine {
@@ -109,4 +109,20 @@ fn recovery_leaves_an_in_flight_sale_to_its_own_thread() {
     assert!(!claims.held(&row.out_trade_no));
     let after = recovery.recover(1_000, &mut |_, _| {}).expect("recover");
     assert!(after.attempts.is_empty(), "{after:?}");
+
+    // The same for a refund whose request is on the way: the pass leaves it to its thread.
+    let refunder = {
+        let mut e = engine(&cfg, &claims);
+        std::thread::spawn(move || e.refund("INFLIGHT1", Amount::from_fen(200), None))
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let during = recovery.recover(1_000, &mut |_, _| {}).expect("recover");
+    assert_eq!(during.refunds.len(), 1, "{during:?}");
+    assert_eq!(
+        during.refunds[0].1,
+        RefundState::Intent,
+        "the pass must not settle a refund being sent: {during:?}"
+    );
+    let refund = refunder.join().unwrap().expect("refund");
+    assert_eq!(refund.state, RefundState::Done);
 }

@@ -735,6 +735,13 @@ impl Engine {
                 refund_number(&row.out_trade_no, 'R', count + 1)
             }
         };
+        // Claimed before the intent is visible, as a sale's attempt is: a recovery pass must
+        // not query a refund whose request is on the way and record a "no such refund" as final.
+        let Some(_claim) = self.claims.take(&no) else {
+            return Err(EngineError::Refused(format!(
+                "refund {no} is being sent right now; ask for it again in a moment"
+            )));
+        };
         let now = util::now_ms();
         let refund = self
             .journal
@@ -806,6 +813,10 @@ impl Engine {
         if self.stopping() {
             return Ok(refund.clone());
         }
+        // Another thread of this process is sending it: its reply decides.
+        let Some(_claim) = self.claims.take(&refund.out_refund_no) else {
+            return Ok(refund.clone());
+        };
         let q = self.refund_query(&refund.out_refund_no)?;
         if q.state == RefundState::Unknown || q.state == RefundState::Intent {
             let row = self.journal.attempt(refund.attempt_id)?;

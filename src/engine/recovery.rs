@@ -169,7 +169,8 @@ impl Engine {
         }
         // Contract debits accepted offline: submitted through the engine, each to SETTLED or
         // MANUAL_REVIEW (engine::offline).
-        let drained = if offline.submit {
+        // Stopping: stored deductions stay stored (a debit would be a new payment going out).
+        let drained = if offline.submit && !self.stopping() {
             self.submit_offline(offline.max_tries, observe)
         } else {
             Ok(Vec::new())
