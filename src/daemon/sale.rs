@@ -376,6 +376,10 @@ impl Controller {
                 Some(sale.order_id.clone())
             }
             Phase::Running { order_id, .. } => Some(order_id.clone()),
+            // The cashier's refund is with the gateway: its result must reach the screen.
+            Phase::Refund(RefundStep::Processing { order, .. }) => {
+                Some(format!("{order} (a refund)"))
+            }
             Phase::Contract { order_id, .. } => Some(format!(
                 "{} (a 云闪付 contract charge)",
                 order_id.as_deref().unwrap_or("-")

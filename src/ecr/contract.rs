@@ -330,7 +330,12 @@ pub(super) async fn create(
         let (d, rows) = recorded(&api, o).await?;
         let same = match (&d, rows.last()) {
             (Some(d), _) => d.contract_id == req.contract_id && d.amount == amount,
-            (None, Some(a)) => a.gateway == "upapi" && a.amount == amount,
+            (None, Some(a)) => {
+                a.gateway == "upapi"
+                    && a.amount == amount
+                    && a.code_mask.as_deref()
+                        == Some(crate::core::authcode::mask(&req.contract_id).as_str())
+            }
             (None, None) => true,
         };
         if !same {
