@@ -842,9 +842,10 @@ impl PreAuthChannel for ChinaUms {
     }
 
     fn in_flight_ms(&self) -> i64 {
-        // A token fetch, the call, and one retry after a refused token, each bounded.
+        // A token fetch and the call, then after a refused token (401) another fetch and the
+        // call again: four requests, each bounded.
         let c = self.config();
-        3 * (c.connect_timeout_ms + c.timeout_ms) as i64 + 1_000
+        4 * (c.connect_timeout_ms + c.timeout_ms) as i64 + 1_000
     }
 
     fn review_after_ms(&self) -> i64 {
