@@ -258,6 +258,28 @@ impl Journal {
         {
             let _ = std::fs::create_dir_all(dir);
         }
+        // Switching a new file to WAL can answer SQLITE_BUSY without waiting on the busy
+        // handler while another process opens it too (the soak's workers, or a CLI command
+        // beside the starting daemon): that is a moment's contention, not an error.
+        let mut tries = 0;
+        loop {
+            match Journal::open_once(path) {
+                Err(JournalError::Sql(rusqlite::Error::SqliteFailure(e, _)))
+                    if tries < 50
+                        && matches!(
+                            e.code,
+                            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                        ) =>
+                {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn open_once(path: &Path) -> Result<Journal, JournalError> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.set_prepared_statement_cache_capacity(64);
@@ -1006,6 +1028,25 @@ mod tests {
     use super::*;
     use crate::core::machine;
     use crate::core::policy::Policy;
+
+    #[test]
+    fn processes_opening_a_new_journal_at_once_all_get_it() {
+        // The soak's workers and a CLI beside a starting daemon do this; switching the new
+        // file to WAL may answer "busy" at once, which open must ride out.
+        for _ in 0..200 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("race.db");
+            let threads: Vec<_> = (0..8)
+                .map(|_| {
+                    let p = path.clone();
+                    std::thread::spawn(move || Journal::open(&p).map(|_| ()))
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap().expect("every opener gets the journal");
+            }
+        }
+    }
 
     const T0: i64 = 1_795_312_800_000;
 
