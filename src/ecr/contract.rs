@@ -359,10 +359,14 @@ pub(super) async fn create(
         .payments_started
         .fetch_add(1, Ordering::Relaxed);
     let r = tokio::task::spawn_blocking(move || {
+        // The attempt's last journaled state, if one was made: an error after that point
+        // (a journal write failing after the debit went out) leaves money possibly moved.
+        let mut seen: Option<AttemptState> = None;
         let result = (|| {
             let mut e = shared.engine()?;
             let tx = shared.events.clone();
             let mut obs = |r: &AttemptRow, n: &str| {
+                seen = Some(r.machine.state);
                 let _ = tx.send(PaymentEvent::from_row(r, n));
             };
             offline::charge(
@@ -379,7 +383,13 @@ pub(super) async fn create(
         if matches!(&result, Ok(Charge::Online { attempt }) if attempt.machine.state.needs_work()) {
             shared.kick_recovery();
         }
-        turn.finish(outcome_screen(amount, &result));
+        let screen = match (&result, seen) {
+            (Err(_), Some(st)) if st.needs_work() => Screen::Uncertain {
+                amount_fen: amount.fen(),
+            },
+            _ => outcome_screen(amount, &result),
+        };
+        turn.finish(screen);
         result
     })
     .await
