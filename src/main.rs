@@ -16,7 +16,7 @@ use payterm::core::machine::{AttemptState, ReverseAction};
 use payterm::core::money::Amount;
 use payterm::engine::{Engine, EngineError, Gateways, PayRequest, Settings};
 use payterm::gateway::{Credential, FaceCode, OrderDetails};
-use payterm::journal::{AttemptRow, Journal, ListFilter, RefundState};
+use payterm::journal::{AttemptRow, Journal, ListFilter, PreAuthState, RefundState};
 use payterm::util;
 
 #[derive(Parser)]
@@ -465,6 +465,20 @@ enum JournalCmd {
     Show { order: String },
     /// Writes every attempt with its history as JSON lines.
     Export,
+    /// Settles a pre-authorisation operation in REVIEW once a person has checked it with the
+    /// channel (bill or transaction query, or the acquirer): `--done` it took effect,
+    /// `--failed` it did not. Until then it blocks other operations on the same
+    /// pre-authorisation.
+    Resolve {
+        request_no: String,
+        #[arg(long, conflicts_with = "failed", required_unless_present = "failed")]
+        done: bool,
+        #[arg(long)]
+        failed: bool,
+        /// What the person found, and where (kept in the history).
+        #[arg(long)]
+        note: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -1332,6 +1346,33 @@ fn journal_cmd(cli: &Cli, out: &Out, cmd: &JournalCmd) -> Result<u8, Fail> {
         JournalCmd::Export => {
             let mut o = std::io::stdout().lock();
             j.export_jsonl(&mut o)?;
+            Ok(0)
+        }
+        JournalCmd::Resolve {
+            request_no,
+            done,
+            failed: _,
+            note,
+        } => {
+            if note.trim().is_empty() {
+                return Err(Fail(
+                    1,
+                    anyhow!("--note must say what was found, and where"),
+                ));
+            }
+            let to = if *done {
+                PreAuthState::Done
+            } else {
+                PreAuthState::Failed
+            };
+            let mut j = j;
+            let r = j
+                .preauth_resolve(request_no, to, note.trim(), util::now_ms())
+                .map_err(|e| Fail(2, e.into()))?;
+            out.line(
+                format!("{} is now {}", r.request_no, r.state.as_str()),
+                json!({"result": r.state.as_str(), "preauth": r, "exit": 0}),
+            );
             Ok(0)
         }
     }

@@ -53,7 +53,7 @@ pub enum PreAuthError {
     )]
     NumberReused { no: String, what: String },
     #[error(
-        "{target} has an operation whose outcome is not known yet (request {no}, {state}); run `payterm recover` to resolve it before sending another"
+        "{target} has an operation whose outcome is not settled (request {no}, {state}); `payterm recover` resolves INTENT and UNKNOWN, and a person settles REVIEW with `payterm journal resolve {no} --done|--failed --note …`; then send another"
     )]
     Blocked {
         target: String,

@@ -79,6 +79,9 @@ pub enum JournalError {
     RefundNumberReused(String),
     #[error("the attempt changed underneath (another process is settling it); try again")]
     Conflict,
+    /// A change the journal's rules do not allow; the message says which rule.
+    #[error("{0}")]
+    NotAllowed(String),
 }
 
 /// One attempt as stored.

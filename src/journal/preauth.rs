@@ -263,7 +263,7 @@ impl Journal {
         let open = tx
             .query_row(
                 &format!(
-                    "SELECT {COLS} FROM preauth_ops WHERE gateway = ?1 AND target_key = ?2 AND state IN ('INTENT','UNKNOWN')"
+                    "SELECT {COLS} FROM preauth_ops WHERE gateway = ?1 AND target_key = ?2 AND state IN ('INTENT','UNKNOWN','REVIEW')"
                 ),
                 params![n.gateway, n.target_key],
                 row,
@@ -348,6 +348,35 @@ impl Journal {
         )?;
         tx.commit()?;
         self.preauth(op_id)
+    }
+
+    /// A person settles an operation in REVIEW (having asked the channel): DONE or FAILED,
+    /// with their note in the history. Nothing else may be moved by hand.
+    pub fn preauth_resolve(
+        &mut self,
+        request_no: &str,
+        to: PreAuthState,
+        note: &str,
+        now_ms: i64,
+    ) -> Result<PreAuthRow, JournalError> {
+        let r = self
+            .preauth_by_request_no(request_no)?
+            .ok_or_else(|| JournalError::NotFound(request_no.to_string()))?;
+        if r.state != PreAuthState::Review || !to.is_final() {
+            return Err(JournalError::NotAllowed(format!(
+                "{request_no} is {}; only an operation in REVIEW is settled by hand, to DONE or FAILED",
+                r.state.as_str()
+            )));
+        }
+        let note = format!("settled by a person: {note}");
+        let c = PreAuthChange {
+            to,
+            note: &note,
+            detail: "",
+            chan_ref: None,
+            queried: false,
+        };
+        self.preauth_commit(r.op_id, r.version, &c, now_ms)
     }
 
     pub fn preauth(&self, op_id: i64) -> Result<PreAuthRow, JournalError> {
@@ -464,6 +493,61 @@ mod tests {
             chan_ref: None,
             queried: false,
         }
+    }
+
+    #[test]
+    fn an_operation_in_review_blocks_its_target_until_a_person_settles_it() {
+        let (_dir, mut j) = journal();
+        let r = created(
+            j.preauth_intent(&new("PR1", "B7", PreAuthOp::Complete, 4200), T0)
+                .unwrap(),
+        );
+        let r = j
+            .preauth_commit(r.op_id, r.version, &change(PreAuthState::Unknown), T0 + 1)
+            .unwrap();
+        let r = j
+            .preauth_commit(r.op_id, r.version, &change(PreAuthState::Review), T0 + 2)
+            .unwrap();
+        assert_eq!(r.state, PreAuthState::Review);
+        // It may have moved money: nothing else goes out on that bill meanwhile.
+        let next = new("PR2", "B7", PreAuthOp::CompleteCancel, 4200);
+        assert!(matches!(
+            j.preauth_intent(&next, T0 + 3).unwrap(),
+            Intent::Blocked(b) if b.request_no == "PR1"
+        ));
+        // Only REVIEW is settled by hand, and only to a final state.
+        assert!(matches!(
+            j.preauth_resolve("PR1", PreAuthState::Unknown, "x", T0 + 4),
+            Err(JournalError::NotAllowed(_))
+        ));
+        let done = j
+            .preauth_resolve(
+                "PR1",
+                PreAuthState::Done,
+                "bill shows COMPLETED 42.00 (ChinaUMS portal)",
+                T0 + 5,
+            )
+            .unwrap();
+        assert_eq!(done.state, PreAuthState::Done);
+        let h = j.preauth_history(done.op_id).unwrap();
+        assert!(
+            h.last()
+                .unwrap()
+                .note
+                .starts_with("settled by a person: bill shows")
+        );
+        assert!(matches!(
+            j.preauth_resolve("PR1", PreAuthState::Failed, "changed my mind", T0 + 6),
+            Err(JournalError::NotAllowed(_))
+        ));
+        assert!(matches!(
+            j.preauth_intent(&next, T0 + 7).unwrap(),
+            Intent::Created(_)
+        ));
+        assert!(matches!(
+            j.preauth_resolve("NOPE", PreAuthState::Done, "x", T0),
+            Err(JournalError::NotFound(_))
+        ));
     }
 
     #[test]
