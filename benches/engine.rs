@@ -23,10 +23,10 @@ fn machine(c: &mut Criterion) {
     querying.state = AttemptState::Querying;
     querying.queries = 2;
     c.bench_function("machine/next pay_intent", |b| {
-        b.iter(|| machine::next(black_box(&fresh), black_box(T0 + 1), true))
+        b.iter(|| machine::next(black_box(&fresh), &p, black_box(T0 + 1), true))
     });
     c.bench_function("machine/next querying", |b| {
-        b.iter(|| machine::next(black_box(&querying), black_box(T0 + 12_000), false))
+        b.iter(|| machine::next(black_box(&querying), &p, black_box(T0 + 12_000), false))
     });
     c.bench_function("machine/apply pay paid", |b| {
         b.iter(|| machine::apply(black_box(&fresh), &p, Op::Pay, &Reply::Paid, T0 + 50))
@@ -61,7 +61,7 @@ fn journal(c: &mut Criterion) {
             let row = j.insert_attempt(&new, T0, 120_000).expect("insert");
             let step = machine::apply(&row.machine, &p, Op::Pay, &Reply::Paid, T0 + 40);
             debug_assert!(matches!(
-                machine::next(&step.attempt, T0 + 40, false),
+                machine::next(&step.attempt, &p, T0 + 40, false),
                 Next::Settled
             ));
             let extra = StepExtra {

@@ -36,6 +36,10 @@ pub const POINTS: &[(&str, &str)] = &[
         "C7",
         "inside a journal transaction, before COMMIT (a torn write)",
     ),
+    (
+        "E3",
+        "not a crash: every commit that records a gateway's reply fails (a full disk)",
+    ),
 ];
 
 #[cfg(feature = "failpoints")]
@@ -69,3 +73,16 @@ pub fn hit(name: &str) {
 #[cfg(not(feature = "failpoints"))]
 #[inline(always)]
 pub fn hit(_name: &str) {}
+
+/// A named failure that is not a crash: `PAYTERM_FAILPOINT=E3` makes `error("E3")` true every
+/// time, and the caller fails as a full disk or an I/O error would make it fail.
+#[cfg(feature = "failpoints")]
+pub fn error(name: &str) -> bool {
+    std::env::var("PAYTERM_FAILPOINT").is_ok_and(|v| v == name)
+}
+
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn error(_name: &str) -> bool {
+    false
+}

@@ -565,6 +565,8 @@ fn engine(cli: &Cli, cfg: &Config) -> Result<Engine, Fail> {
 
 fn engine_err(e: EngineError) -> Fail {
     let code = match &e {
+        // After the attempt was journaled, or without an answer: the outcome is unknown.
+        e if e.is_uncertain() => 3,
         EngineError::Journal(payterm::journal::JournalError::NotFound(_)) => 1,
         e if e.is_bad_input() => 1,
         EngineError::Journal(payterm::journal::JournalError::Damaged { .. }) => 1,
@@ -962,6 +964,7 @@ fn contract_err(e: payterm::engine::offline::ContractError) -> Fail {
 
 fn engine_err_ref(e: &EngineError, text: String) -> Fail {
     let code = match e {
+        e if e.is_uncertain() => 3,
         EngineError::Journal(payterm::journal::JournalError::NotFound(_)) => 1,
         e if e.is_bad_input() => 1,
         _ => 2,

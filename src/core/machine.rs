@@ -184,14 +184,19 @@ pub enum Reply {
     Failed { code: String, reason: String },
     /// Query: the channel has no such order.
     NotFound,
-    /// Query: the order was refunded in full (转入退款).
+    /// Query: the order was refunded in full (转入退款, or revoked after it was paid).
     Refunded,
+    /// Query: the order is closed and was never paid: it holds no money.
+    Closed,
     /// Timeout, transport error, system error, bad signature: nothing is known.
     Unknown { why: String },
     /// Pay: the order number was already used (maybe by our own earlier success): query.
     OrderNumberUsed,
     /// Reverse: confirmed, with what it did.
     Reversed(ReverseAction),
+    /// Reverse: the channel accepted the cancel, but its reply does not say what became of the
+    /// money; only the order's state, asked by a query, proves the fence.
+    CancelAccepted,
     /// Reverse: the channel asks to be called again (recall=Y, too early, customer paying).
     RetryLater { why: String },
     /// Reverse: the channel says the window has closed.
@@ -205,6 +210,11 @@ impl Reply {
         Reply::Unknown { why: why.into() }
     }
 
+    /// Whether the channel answered at all: anything but an unknown outcome is contact.
+    pub fn is_answer(&self) -> bool {
+        !matches!(self, Reply::Unknown { .. })
+    }
+
     /// A short description for the history.
     pub fn describe(&self) -> String {
         match self {
@@ -213,9 +223,11 @@ impl Reply {
             Reply::Failed { code, reason } => format!("failed {code}: {reason}"),
             Reply::NotFound => "no such order".into(),
             Reply::Refunded => "order refunded".into(),
+            Reply::Closed => "order closed, never paid".into(),
             Reply::Unknown { why } => format!("unknown: {why}"),
             Reply::OrderNumberUsed => "order number already used".into(),
             Reply::Reversed(a) => format!("reversed ({})", a.as_str()),
+            Reply::CancelAccepted => "cancel accepted".into(),
             Reply::RetryLater { why } => format!("retry later: {why}"),
             Reply::WindowClosed => "cancel window closed".into(),
             Reply::Refused { why } => format!("refused: {why}"),
@@ -248,6 +260,13 @@ pub struct Attempt {
     /// The channel said the cancel window has closed, whatever our clock says.
     pub window_closed: bool,
     pub reverse_action: Option<ReverseAction>,
+    /// The latest instant the pay request may have left: its reply's arrival, or the restart
+    /// that found it maybe in flight. "No such order" is measured from here.
+    pub sent_ms: Option<i64>,
+    /// When the channel last answered a request about this order (any reply but unknown).
+    pub contact_ms: Option<i64>,
+    /// A cancel was accepted; the order's state, asked by a query, says what it did.
+    pub confirming: bool,
 }
 
 impl Attempt {
@@ -268,6 +287,42 @@ impl Attempt {
             fence: Fence::Cancel,
             window_closed: false,
             reverse_action: None,
+            sent_ms: None,
+            contact_ms: None,
+            confirming: false,
+        }
+    }
+
+    /// Whether "no such order" can be believed at `now`: the pay request can no longer create
+    /// the order (RELIABILITY.md §7.4 C1; `Policy::not_found_final_after_ms`).
+    pub fn not_found_believed(&self, policy: &Policy, now: i64) -> bool {
+        now >= self.not_found_final_at(policy)
+    }
+
+    fn not_found_final_at(&self, policy: &Policy) -> i64 {
+        self.sent_ms
+            .unwrap_or(self.created_ms)
+            .max(self.created_ms)
+            .saturating_add(policy.not_found_final_after_ms as i64)
+    }
+
+    /// Whether the last answer about the order is older than the query schedule allows: then
+    /// the order is asked again before anything is decided (a payment that arrived during an
+    /// outage or a restart is PAID, not cancelled and refunded).
+    pub fn contact_stale(&self, policy: &Policy, now: i64) -> bool {
+        self.contact_ms
+            .is_none_or(|c| now.saturating_sub(c) > policy.stale_after_ms())
+    }
+
+    /// Parked: nothing will settle it until the channel answers again. A sale stops waiting
+    /// here and tells the cashier "uncertain"; recovery carries on with its backoff.
+    pub fn parked(&self, policy: &Policy, now: i64) -> bool {
+        match self.state {
+            AttemptState::SafPending => true,
+            AttemptState::Querying => {
+                now >= self.deadline_ms && self.queries > 0 && self.contact_stale(policy, now)
+            }
+            _ => false,
         }
     }
 
@@ -323,7 +378,7 @@ impl Step {
 /// What `a` needs at `now`. `credential_in_memory` says whether the payment code (or face code)
 /// is still held by this process: after a restart it is gone, and a PAY_INTENT can only be
 /// resolved by querying, because the request may already have reached the channel.
-pub fn next(a: &Attempt, now: i64, credential_in_memory: bool) -> Next {
+pub fn next(a: &Attempt, policy: &Policy, now: i64, credential_in_memory: bool) -> Next {
     match a.state {
         AttemptState::Paid | AttemptState::Failed | AttemptState::Reversed => Next::Settled,
         AttemptState::ManualReview => Next::Settled,
@@ -334,6 +389,8 @@ pub fn next(a: &Attempt, now: i64, credential_in_memory: bool) -> Next {
                 let mut b = a.clone();
                 b.state = AttemptState::Querying;
                 b.next_at_ms = None;
+                // The request may have left at any moment up to now.
+                b.sent_ms = Some(a.sent_ms.unwrap_or(now).max(now));
                 Next::Commit(Step::new(
                     b,
                     "the pay request may have been sent before a restart; querying",
@@ -341,17 +398,24 @@ pub fn next(a: &Attempt, now: i64, credential_in_memory: bool) -> Next {
             }
         }
         AttemptState::Querying => {
-            if now >= a.deadline_ms && a.queries == 0 {
-                // Never reverse without querying first (RELIABILITY.md §7.4 C3): the pay reply
-                // lost to a timeout or a restart may have been a success.
-                Next::Send(Op::Query)
-            } else if now >= a.deadline_ms {
-                Next::Commit(fence(a, now, "no payment by the deadline; cancelling"))
-            } else if let Some(t) = a.due(now) {
-                Next::WaitUntil(t.min(a.deadline_ms))
-            } else {
-                Next::Send(Op::Query)
+            if now >= a.review_at_ms {
+                let mut b = a.clone();
+                b.state = AttemptState::ManualReview;
+                b.next_at_ms = None;
+                return Next::Commit(Step::alarm(
+                    b,
+                    "the channel has not answered by the review deadline; a person must settle it",
+                ));
             }
+            if let Some(t) = a.due(now) {
+                return Next::WaitUntil(t);
+            }
+            if now < a.deadline_ms || a.queries == 0 || a.contact_stale(policy, now) {
+                // Never fence without a fresh answer (RELIABILITY.md §7.4 C3): a pay reply lost
+                // to a timeout, an outage or a restart may have been a success.
+                return Next::Send(Op::Query);
+            }
+            Next::Commit(fence(a, now, "no payment by the deadline; cancelling"))
         }
         AttemptState::ReverseIntent | AttemptState::SafPending => {
             if a.state == AttemptState::SafPending && now >= a.review_at_ms {
@@ -365,6 +429,9 @@ pub fn next(a: &Attempt, now: i64, credential_in_memory: bool) -> Next {
             }
             if let Some(t) = a.due(now) {
                 return Next::WaitUntil(t);
+            }
+            if a.confirming {
+                return Next::Send(Op::Query);
             }
             match a.fence {
                 Fence::Refund => Next::Send(Op::Refund),
@@ -381,6 +448,7 @@ fn fence(a: &Attempt, now: i64, note: &str) -> Step {
     let mut b = a.clone();
     b.state = AttemptState::ReverseIntent;
     b.fence = Fence::Cancel;
+    b.confirming = false;
     b.next_at_ms = (a.reverse_from_ms > now).then_some(a.reverse_from_ms);
     Step::new(b, note)
 }
@@ -389,9 +457,18 @@ fn fence(a: &Attempt, now: i64, note: &str) -> Step {
 pub fn apply(a: &Attempt, policy: &Policy, op: Op, reply: &Reply, now: i64) -> Step {
     let mut b = a.clone();
     let what = reply.describe();
+    if reply.is_answer() {
+        b.contact_ms = Some(now);
+    }
     match (a.state, op) {
         (AttemptState::PayIntent, Op::Pay) => {
             b.pay_sent = true;
+            // The channel received the request no later than its reply (or our timeout): its
+            // clocks ("cancel only 15 s after the order", "no such order") start by then.
+            b.sent_ms = Some(now);
+            b.reverse_from_ms = a
+                .reverse_from_ms
+                .max(now.saturating_add(policy.reverse_not_before_ms as i64));
             match reply {
                 Reply::Paid => settle(b, AttemptState::Paid, None, "paid"),
                 Reply::Failed { .. } => {
@@ -414,13 +491,38 @@ pub fn apply(a: &Attempt, policy: &Policy, op: Op, reply: &Reply, now: i64) -> S
                     Some(ReverseAction::Refund),
                     "the order shows as refunded",
                 ),
-                Reply::NotFound | Reply::Failed { .. } => {
+                Reply::Closed | Reply::Failed { .. } => {
                     fence(&b, now, &format!("query: {what}; fencing the order number"))
+                }
+                Reply::NotFound if a.not_found_believed(policy, now) => fence(
+                    &b,
+                    now,
+                    "query: still no such order; fencing the order number",
+                ),
+                Reply::Unknown { .. } if now >= a.deadline_ms => {
+                    // Past the deadline without an answer: nothing is cancelled blind. The
+                    // order is asked again with the store-and-forward backoff; a sale stops
+                    // waiting here and shows "uncertain".
+                    b.saf_tries = a.saf_tries.saturating_add(1);
+                    let d = policy.saf_delay(a.saf_tries);
+                    b.next_at_ms = Some(now + d as i64);
+                    Step::new(
+                        b,
+                        format!(
+                            "query: {what}; no answer past the deadline, asking again in {} s before anything is cancelled",
+                            d / 1000
+                        ),
+                    )
                 }
                 _ => {
                     let at = now + policy.query_delay(b.queries) as i64;
-                    b.next_at_ms = Some(at.min(a.deadline_ms));
-                    Step::new(b, format!("query: {what}"))
+                    b.next_at_ms = Some(at.min(a.deadline_ms.max(now)));
+                    let why = if *reply == Reply::NotFound {
+                        "no such order yet; the pay request may still create it".to_string()
+                    } else {
+                        what
+                    };
+                    Step::new(b, format!("query: {why}"))
                 }
             }
         }
@@ -430,6 +532,26 @@ pub fn apply(a: &Attempt, policy: &Policy, op: Op, reply: &Reply, now: i64) -> S
                 AttemptState::Reversed,
                 Some(*action),
                 &format!("reversed: {}", action.as_str()),
+            ),
+            Reply::CancelAccepted => {
+                b.confirming = true;
+                b.next_at_ms = None;
+                Step::new(
+                    b,
+                    "cancel accepted; asking the order what became of the money",
+                )
+            }
+            Reply::NotFound if a.not_found_believed(policy, now) => settle(
+                b,
+                AttemptState::Reversed,
+                Some(ReverseAction::Close),
+                "cancel: no such order, long after the pay request; it was never created and nothing was charged",
+            ),
+            Reply::NotFound => retry_fence(
+                b,
+                policy,
+                now,
+                "cancel: no such order yet (the order may still appear)",
             ),
             Reply::WindowClosed => {
                 b.window_closed = true;
@@ -441,6 +563,50 @@ pub fn apply(a: &Attempt, policy: &Policy, op: Op, reply: &Reply, now: i64) -> S
             }
             _ => retry_fence(b, policy, now, &what),
         },
+        (AttemptState::ReverseIntent | AttemptState::SafPending, Op::Query) if a.confirming => {
+            // The cancel was accepted; only the order's state proves what it did.
+            match reply {
+                Reply::Refunded => settle(
+                    b,
+                    AttemptState::Reversed,
+                    Some(ReverseAction::Refund),
+                    "cancelled; the order shows the payment returned",
+                ),
+                Reply::Closed | Reply::Failed { .. } => settle(
+                    b,
+                    AttemptState::Reversed,
+                    Some(ReverseAction::Close),
+                    &format!("cancelled; {what}"),
+                ),
+                Reply::Paid | Reply::Pending => {
+                    // The fence did not take (or not yet): it is sent again while the window
+                    // is open; after it the money goes back by refund. Never "closed".
+                    b.confirming = false;
+                    if a.window_open(now) {
+                        retry_fence(
+                            b,
+                            policy,
+                            now,
+                            &format!(
+                                "after the cancel the order is still {what}; cancelling again"
+                            ),
+                        )
+                    } else {
+                        refund_or_review(
+                            b,
+                            policy,
+                            &format!("after the cancel the order is still {what}"),
+                        )
+                    }
+                }
+                _ => retry_fence(
+                    b,
+                    policy,
+                    now,
+                    &format!("cancel not yet confirmed ({what})"),
+                ),
+            }
+        }
         (AttemptState::ReverseIntent | AttemptState::SafPending, Op::Query) => {
             // Only asked once the cancel window has closed: what happened to the money decides.
             match reply {
@@ -453,17 +619,17 @@ pub fn apply(a: &Attempt, policy: &Policy, op: Op, reply: &Reply, now: i64) -> S
                     Some(ReverseAction::Refund),
                     "the order shows as refunded",
                 ),
-                Reply::NotFound if now < a.deadline_ms => {
-                    // The window can close before the pay deadline (ACP after 23:00), while the
-                    // pay request may still be on its way and no cancel can fence the number:
-                    // "no such order" is believed only once that request can no longer arrive.
-                    b.next_at_ms = Some(a.deadline_ms);
+                Reply::NotFound if !a.not_found_believed(policy, now) => {
+                    // The window can close before the pay request can no longer arrive (ACP
+                    // after 23:00), and no cancel can fence the number now: "no such order" is
+                    // believed only once that request can no longer create it.
+                    b.next_at_ms = Some(a.not_found_final_at(policy).max(a.deadline_ms));
                     Step::new(
                         b,
-                        "no such order yet, but the pay request may still arrive; asking again at the pay deadline",
+                        "no such order yet, but the pay request may still create it; asking again later",
                     )
                 }
-                Reply::NotFound | Reply::Failed { .. } => settle(
+                Reply::NotFound | Reply::Failed { .. } | Reply::Closed => settle(
                     b,
                     AttemptState::Failed,
                     None,
@@ -498,11 +664,66 @@ pub fn apply(a: &Attempt, policy: &Policy, op: Op, reply: &Reply, now: i64) -> S
             // A reply that does not belong to the state (a late reply after a restart, say) is
             // recorded but changes nothing: the query path will establish the truth.
             Step::new(
-                b,
+                a.clone(),
                 format!("ignored a {} reply in {state}: {what}", op.as_str()),
             )
         }
     }
+}
+
+/// A signed notification (or any other proof) says the order was paid. A payment the journal
+/// already counts, or whose money a fence in progress returns, changes nothing; one recorded
+/// "not charged" is reopened and fenced again — a cancel inside its window, a refund after it
+/// — with an alarm; one in review stays with its person, with the evidence in its history.
+/// `None`: nothing to record.
+pub fn paid_evidence(a: &Attempt, policy: &Policy, now: i64) -> Option<Step> {
+    match (a.state, a.reverse_action) {
+        (AttemptState::PayIntent | AttemptState::Paid, _) => None,
+        (AttemptState::Reversed, Some(ReverseAction::Refund)) => None,
+        (AttemptState::Querying, _) => {
+            let mut s = apply(a, policy, Op::Query, &Reply::Paid, now);
+            s.note = "paid (confirmed by a signed notification)".into();
+            Some(s)
+        }
+        (AttemptState::ReverseIntent | AttemptState::SafPending, _) => Some(Step::new(
+            a.clone(),
+            "a signed notification says paid; the fence in progress returns the money",
+        )),
+        (AttemptState::Failed | AttemptState::Reversed, _) => {
+            let mut b = a.clone();
+            b.state = AttemptState::ReverseIntent;
+            b.fence = Fence::Cancel;
+            b.confirming = false;
+            b.reverse_action = None;
+            b.reverse_tries = 0;
+            b.saf_tries = 0;
+            b.next_at_ms = None;
+            Some(Step::alarm(
+                b,
+                "a signed notification says this order was paid after it was recorded not charged: fencing it again (cancel in the window, refund after)",
+            ))
+        }
+        (AttemptState::ManualReview, _) => Some(Step::alarm(
+            a.clone(),
+            "a signed notification says this order was paid",
+        )),
+    }
+}
+
+/// A signed notification whose amount is not the order's: not believed, and a person looks
+/// at the order (RELIABILITY.md §5: a mismatch is manual review, never paid).
+pub fn notice_mismatch(a: &Attempt, notice_amount: &str, order_amount: &str) -> Step {
+    let mut b = a.clone();
+    if b.state.needs_work() || b.state == AttemptState::Paid {
+        b.state = AttemptState::ManualReview;
+        b.next_at_ms = None;
+    }
+    Step::alarm(
+        b,
+        format!(
+            "notification says {notice_amount} yuan for an order of {order_amount}: not believed; a person must check"
+        ),
+    )
 }
 
 fn settle(mut b: Attempt, to: AttemptState, action: Option<ReverseAction>, note: &str) -> Step {
@@ -574,16 +795,26 @@ mod tests {
             saf_cap_ms: 8_000,
             after_window: AfterWindow::Refund,
             review_after_ms: 60_000,
+            not_found_final_after_ms: 2_000,
         }
     }
 
     /// Runs an attempt to quiescence against a scripted channel; returns the final attempt.
-    fn drive(p: &Policy, mut script: impl FnMut(Op, i64) -> Reply) -> (Attempt, Vec<Op>) {
+    fn drive(p: &Policy, script: impl FnMut(Op, i64) -> Reply) -> (Attempt, Vec<Op>) {
+        drive_until(p, script, true)
+    }
+
+    /// [`drive`], carrying on through store-and-forward when `stop_at_saf` is false.
+    fn drive_until(
+        p: &Policy,
+        mut script: impl FnMut(Op, i64) -> Reply,
+        stop_at_saf: bool,
+    ) -> (Attempt, Vec<Op>) {
         let mut a = Attempt::new(p, T0);
         let mut now = T0;
         let mut ops = Vec::new();
         for _ in 0..10_000 {
-            match next(&a, now, true) {
+            match next(&a, p, now, true) {
                 Next::Settled => return (a, ops),
                 Next::Commit(s) => a = s.attempt,
                 Next::WaitUntil(t) => {
@@ -594,7 +825,7 @@ mod tests {
                     ops.push(op);
                     let r = script(op, now);
                     a = apply(&a, p, op, &r, now).attempt;
-                    if a.state == AttemptState::SafPending {
+                    if stop_at_saf && a.state == AttemptState::SafPending {
                         return (a, ops);
                     }
                 }
@@ -670,7 +901,122 @@ mod tests {
             Op::Refund => unreachable!(),
         });
         assert_eq!(a.state, AttemptState::Reversed);
-        assert_eq!(ops, [Op::Pay, Op::Query, Op::Reverse]);
+        assert_eq!(ops.first(), Some(&Op::Pay));
+        assert_eq!(ops.last(), Some(&Op::Reverse));
+        assert!(ops[1..ops.len() - 1].iter().all(|o| *o == Op::Query));
+    }
+
+    /// Found against a gateway whose order store lags: "no such order" from the query and the
+    /// cancel, then the order shows up paid. It was recorded REVERSED (close) while the
+    /// customer's money was taken.
+    #[test]
+    fn a_lagging_not_found_is_not_a_fence_and_a_later_payment_is_not_closed() {
+        let p = fast();
+        let visible_at = T0 + 1_500; // after the deadline and the first cancels, before not_found_final_after_ms
+        let mut paid_at_gateway = true;
+        let (a, ops) = drive_until(
+            &p,
+            |op, now| {
+                let visible = now >= visible_at;
+                match op {
+                    Op::Pay => Reply::unknown("NEED_QUERY"),
+                    Op::Query if !visible => Reply::NotFound,
+                    Op::Query if paid_at_gateway => Reply::Paid,
+                    Op::Query => Reply::Refunded,
+                    Op::Reverse if !visible => Reply::NotFound,
+                    Op::Reverse => {
+                        paid_at_gateway = false;
+                        Reply::CancelAccepted
+                    }
+                    Op::Refund => unreachable!(),
+                }
+            },
+            false,
+        );
+        assert_ne!(
+            (a.state, a.reverse_action),
+            (AttemptState::Reversed, Some(ReverseAction::Close)),
+            "{ops:?}"
+        );
+        // The cancel that finally reached the order revoked the payment: the record says so.
+        assert_eq!(a.state, AttemptState::Reversed);
+        assert_eq!(a.reverse_action, Some(ReverseAction::Refund));
+    }
+
+    /// The query that confirms an accepted cancel lost its reply: nothing is concluded from
+    /// the silence; the next answer decides.
+    #[test]
+    fn an_unconfirmed_cancel_is_not_closed() {
+        let p = fast();
+        let mut queries_after_cancel = 0;
+        let mut cancelled = false;
+        let (a, _) = drive(&p, |op, _| match op {
+            Op::Pay => Reply::Paid,
+            _ => unreachable!(),
+        });
+        assert_eq!(a.state, AttemptState::Paid);
+        let mut a = cancel_requested(&a, T0 + 400).unwrap().attempt;
+        let mut now = T0 + 400;
+        for _ in 0..100 {
+            match next(&a, &p, now, false) {
+                Next::Settled => break,
+                Next::WaitUntil(t) => now = t,
+                Next::Commit(s) => a = s.attempt,
+                Next::Send(op) => {
+                    let r = match op {
+                        Op::Reverse => {
+                            cancelled = true;
+                            Reply::CancelAccepted
+                        }
+                        Op::Query if cancelled && queries_after_cancel < 2 => {
+                            queries_after_cancel += 1;
+                            Reply::unknown("reply lost")
+                        }
+                        Op::Query => Reply::Refunded,
+                        other => panic!("{other:?}"),
+                    };
+                    a = apply(&a, &p, op, &r, now).attempt;
+                    assert_ne!(a.reverse_action, Some(ReverseAction::Close));
+                }
+            }
+        }
+        assert_eq!(a.state, AttemptState::Reversed);
+        assert_eq!(a.reverse_action, Some(ReverseAction::Refund));
+    }
+
+    /// After a gap in contact (an outage through the deadline), the order is asked before any
+    /// fence: a payment that arrived meanwhile is the store's sale.
+    #[test]
+    fn after_an_outage_the_order_is_queried_before_it_is_cancelled() {
+        let p = fast();
+        let up_at = T0 + 5_000;
+        let (a, ops) = drive(&p, |op, now| match op {
+            Op::Pay => Reply::Pending,
+            Op::Query if now < up_at => Reply::unknown("timeout"),
+            Op::Query => Reply::Paid,
+            other => panic!("no {other:?} before the order was asked"),
+        });
+        assert_eq!(a.state, AttemptState::Paid, "{ops:?}");
+    }
+
+    #[test]
+    fn a_signed_paid_notice_reopens_an_attempt_recorded_not_charged() {
+        let p = fast();
+        let mut a = Attempt::new(&p, T0);
+        a.state = AttemptState::Reversed;
+        a.reverse_action = Some(ReverseAction::Close);
+        let s = paid_evidence(&a, &p, T0 + 500).expect("reopened");
+        assert_eq!(s.attempt.state, AttemptState::ReverseIntent);
+        assert!(s.alarm);
+        assert_eq!(
+            next(&s.attempt, &p, T0 + 500, false),
+            Next::Send(Op::Reverse)
+        );
+        // A refunded one already returned the money; a paid one already counts it.
+        a.reverse_action = Some(ReverseAction::Refund);
+        assert_eq!(paid_evidence(&a, &p, T0), None);
+        a.state = AttemptState::Paid;
+        assert_eq!(paid_evidence(&a, &p, T0), None);
     }
 
     #[test]
@@ -689,7 +1035,7 @@ mod tests {
     fn restart_in_pay_intent_queries_instead_of_paying_again() {
         let p = fast();
         let a = Attempt::new(&p, T0);
-        match next(&a, T0 + 10, false) {
+        match next(&a, &p, T0 + 10, false) {
             Next::Commit(s) => assert_eq!(s.attempt.state, AttemptState::Querying),
             other => panic!("{other:?}"),
         }
@@ -701,10 +1047,10 @@ mod tests {
         let mut a = Attempt::new(&p, T0);
         a.state = AttemptState::SafPending;
         let now = T0 + 6_000; // past the 5 s window
-        assert_eq!(next(&a, now, false), Next::Send(Op::Query));
+        assert_eq!(next(&a, &p, now, false), Next::Send(Op::Query));
         let s = apply(&a, &p, Op::Query, &Reply::Paid, now);
         assert_eq!(s.attempt.fence, Fence::Refund);
-        assert_eq!(next(&s.attempt, now, false), Next::Send(Op::Refund));
+        assert_eq!(next(&s.attempt, &p, now, false), Next::Send(Op::Refund));
         let s = apply(&s.attempt, &p, Op::Refund, &Reply::Paid, now);
         assert_eq!(s.attempt.state, AttemptState::Reversed);
         assert_eq!(s.attempt.reverse_action, Some(ReverseAction::Refund));
@@ -735,7 +1081,7 @@ mod tests {
         let p = fast();
         let mut a = Attempt::new(&p, T0);
         a.state = AttemptState::SafPending;
-        match next(&a, T0 + 60_000, false) {
+        match next(&a, &p, T0 + 60_000, false) {
             Next::Commit(s) => {
                 assert_eq!(s.attempt.state, AttemptState::ManualReview);
                 assert!(s.alarm);

@@ -28,6 +28,9 @@ const T0: i64 = 1_795_312_800_000;
 /// policy's pay deadline (the transport gave up long before), which is what lets a "no such
 /// order" after the deadline be believed when no cancel can fence the number any more.
 const MAX_DELAY_MS: i64 = 25_000;
+/// The longest a real gateway's order store lags behind its own pay processing (an order
+/// invisible to query and cancel for this long after it was created).
+const MAX_LAG_MS: i64 = 60_000;
 /// A bound on simulation steps; reaching it is a liveness failure.
 const MAX_STEPS: usize = 50_000;
 
@@ -205,6 +208,12 @@ struct Model {
     in_flight: Vec<(usize, i64)>,
     /// Round-robin cursor over attempts.
     cursor: usize,
+    /// An order is invisible to query and cancel for this long after it was created.
+    lag: i64,
+    /// The aggregator's cancel: "accepted" without saying what it did, and "no such order" for
+    /// a number it does not know (which it leaves unfenced). Otherwise the cancel says what it
+    /// did and closes an unknown number (Alipay's cancel, UnionPay's undo).
+    accepting_cancel: bool,
     seen: BTreeSet<&'static str>,
     log: Vec<String>,
 }
@@ -216,6 +225,8 @@ fn kind(r: &Reply) -> &'static str {
         Reply::Failed { .. } => "Failed",
         Reply::NotFound => "NotFound",
         Reply::Refunded => "Refunded",
+        Reply::Closed => "Closed",
+        Reply::CancelAccepted => "CancelAccepted",
         Reply::Unknown { .. } => "Unknown",
         Reply::OrderNumberUsed => "OrderNumberUsed",
         Reply::Reversed(ReverseAction::Close) => "Reversed(close)",
@@ -226,7 +237,9 @@ fn kind(r: &Reply) -> &'static str {
     }
 }
 
-const ALL_KINDS: [&str; 12] = [
+const ALL_KINDS: [&str; 14] = [
+    "Closed",
+    "CancelAccepted",
     "Paid",
     "Pending",
     "Failed",
@@ -255,6 +268,8 @@ impl Model {
             gateway: Vec::new(),
             in_flight: Vec::new(),
             cursor: 0,
+            lag: 0,
+            accepting_cancel: false,
             seen: BTreeSet::new(),
             log: Vec::new(),
         };
@@ -306,6 +321,12 @@ impl Model {
 
     /// Delivers a pay request to the gateway; returns the true reply to it.
     fn gw_pay(&mut self, i: usize) -> Reply {
+        self.gw_pay_at(i, self.now)
+    }
+
+    /// A pay request reaching the gateway at `at` (a delayed one arrives within `MAX_DELAY_MS`
+    /// of its sending, even when the model's clock has jumped past that).
+    fn gw_pay_at(&mut self, i: usize, at: i64) -> Reply {
         if self.gateway[i].is_some() {
             return Reply::OrderNumberUsed;
         }
@@ -316,7 +337,7 @@ impl Model {
         };
         self.gateway[i] = Some(GOrder {
             status,
-            created: self.now,
+            created: at,
             refunded: false,
             ever_paid: status == GStatus::Paid,
         });
@@ -330,7 +351,17 @@ impl Model {
         }
     }
 
+    /// Whether the gateway's query and cancel can see the order yet.
+    fn visible(&self, i: usize) -> bool {
+        self.gateway[i]
+            .as_ref()
+            .is_some_and(|o| self.now - o.created >= self.lag)
+    }
+
     fn gw_query(&self, i: usize) -> Reply {
+        if !self.visible(i) {
+            return Reply::NotFound;
+        }
         match &self.gateway[i] {
             None => Reply::NotFound,
             Some(o) => match o.status {
@@ -338,16 +369,22 @@ impl Model {
                 GStatus::Paid if o.refunded => Reply::Refunded,
                 GStatus::Paid => Reply::Paid,
                 GStatus::Revoked => Reply::Refunded,
-                GStatus::Declined | GStatus::Closed => Reply::Failed {
-                    code: "CLOSED".into(),
-                    reason: "closed".into(),
+                GStatus::Declined => Reply::Failed {
+                    code: "PAYERROR".into(),
+                    reason: "declined".into(),
                 },
+                GStatus::Closed => Reply::Closed,
             },
         }
     }
 
     fn gw_reverse(&mut self, i: usize, refuse: bool) -> Reply {
         let now = self.now;
+        if self.accepting_cancel && !self.visible(i) {
+            // 20007: nothing is fenced, and a late pay request can still create the order.
+            return Reply::NotFound;
+        }
+        let accepting = self.accepting_cancel;
         let p = &self.policy;
         let Some(o) = self.gateway[i].as_mut() else {
             // An unknown number is closed so a late request cannot pay it.
@@ -384,11 +421,19 @@ impl Model {
             },
             GStatus::Paid | GStatus::Revoked => {
                 o.status = GStatus::Revoked;
-                Reply::Reversed(ReverseAction::Refund)
+                if accepting {
+                    Reply::CancelAccepted
+                } else {
+                    Reply::Reversed(ReverseAction::Refund)
+                }
             }
             _ => {
                 o.status = GStatus::Closed;
-                Reply::Reversed(ReverseAction::Close)
+                if accepting {
+                    Reply::CancelAccepted
+                } else {
+                    Reply::Reversed(ReverseAction::Close)
+                }
             }
         }
     }
@@ -465,8 +510,8 @@ impl Model {
             .collect();
         self.in_flight
             .retain(|&(_, at)| !(all || now - at >= MAX_DELAY_MS));
-        for (i, _) in due {
-            let r = self.gw_pay(i);
+        for (i, sent) in due {
+            let r = self.gw_pay_at(i, now.min(sent + MAX_DELAY_MS));
             self.log.push(format!(
                 "t={now} delayed pay of {i} arrives: {}",
                 r.describe()
@@ -544,7 +589,7 @@ impl Model {
     /// other than wait.
     fn step(&mut self, i: usize, n: Net, live: bool) -> Result<bool, String> {
         let s = &self.attempts[i];
-        match next(&s.mem, self.now, s.credential) {
+        match next(&s.mem, &self.policy, self.now, s.credential) {
             Next::Settled => Ok(false),
             Next::WaitUntil(t) => {
                 if t <= self.now {
@@ -647,9 +692,9 @@ impl Model {
                 }
             }
             Happening::DelayedArrives => {
-                if let Some((i, _)) = self.in_flight.first().copied() {
+                if let Some((i, sent)) = self.in_flight.first().copied() {
                     self.in_flight.remove(0);
-                    let r = self.gw_pay(i);
+                    let r = self.gw_pay_at(i, self.now.min(sent + MAX_DELAY_MS));
                     self.log.push(format!(
                         "t={} delayed pay of {i} arrives: {}",
                         self.now,
@@ -684,7 +729,7 @@ impl Model {
     fn settled(&self) -> bool {
         self.attempts
             .iter()
-            .all(|s| next(&s.mem, self.now, s.credential) == Next::Settled)
+            .all(|s| next(&s.mem, &self.policy, self.now, s.credential) == Next::Settled)
     }
 
     /// The end state: every attempt final or in review (I2), journal and gateway agree (I4),
@@ -738,6 +783,8 @@ impl Model {
             },
             Reply::NotFound,
             Reply::Refunded,
+            Reply::Closed,
+            Reply::CancelAccepted,
             Reply::unknown("x"),
             Reply::OrderNumberUsed,
             Reply::Reversed(ReverseAction::Close),
@@ -751,11 +798,11 @@ impl Model {
             a.pay_sent = false;
             for later in [0, 1, 3_600_000, 30 * 86_400_000] {
                 let t = self.now + later;
-                if next(&a, t, false) != Next::Settled {
+                if next(&a, &self.policy, t, false) != Next::Settled {
                     return Err(self.fail(format!(
                         "I6: settled attempt {i} ({}) wants {:?} at +{later} ms",
                         a.state,
-                        next(&a, t, false)
+                        next(&a, &self.policy, t, false)
                     )));
                 }
             }
@@ -775,10 +822,30 @@ impl Model {
     }
 }
 
+/// The gateway's character in one history: how far its order store lags, and whether its cancel
+/// only says "accepted" (the aggregator) or says what it did.
+#[derive(Clone, Copy, Debug)]
+struct Character {
+    lag: i64,
+    accepting_cancel: bool,
+}
+
+fn character() -> impl Strategy<Value = Character> {
+    (
+        prop_oneof![2 => Just(0i64), 1 => 0i64..MAX_LAG_MS],
+        any::<bool>(),
+    )
+        .prop_map(|(lag, accepting_cancel)| Character {
+            lag,
+            accepting_cancel,
+        })
+}
+
 fn run(
     policy: Policy,
     start: i64,
     shrink: i64,
+    character: Character,
     customers: Vec<Customer>,
     script: Vec<Ev>,
 ) -> Verdict {
@@ -786,6 +853,8 @@ fn run(
     let first = customers.next().unwrap_or(Customer::PaysAtOnce);
     let mut w = Model::new(policy, start, first);
     w.shrink = shrink;
+    w.lag = character.lag;
+    w.accepting_cancel = character.accepting_cancel;
     let mut steps = 0usize;
     for e in script {
         steps += 1;
@@ -819,7 +888,7 @@ fn run(
         let mut earliest = i64::MAX;
         for i in 0..w.attempts.len() {
             let s = &w.attempts[i];
-            match next(&s.mem, w.now, s.credential) {
+            match next(&s.mem, &w.policy, w.now, s.credential) {
                 Next::WaitUntil(t) => earliest = earliest.min(t),
                 Next::Settled => {}
                 _ => busy |= w.step(i, Net::Ok, true)?,
@@ -867,11 +936,12 @@ fn invariants_hold_for_random_histories() {
         // Any time of day, and often just around ACP's 23:00 cut-off (13 h after T0).
         prop_oneof![3 => 0i64..86_400_000, 1 => 46_680_000i64..46_920_000],
         prop_oneof![Just(0i64), 0i64..120_000],
+        character(),
         prop::collection::vec(customer(), 1..6),
         prop::collection::vec(ev(), 0..160),
     );
-    let result = runner.run(&strategy, |(p, offset, shrink, customers, script)| {
-        run(p, T0 + offset, shrink, customers, script).map_err(TestCaseError::fail)
+    let result = runner.run(&strategy, |(p, offset, shrink, ch, customers, script)| {
+        run(p, T0 + offset, shrink, ch, customers, script).map_err(TestCaseError::fail)
     });
     if let Err(e) = result {
         panic!("{e}");
@@ -944,9 +1014,13 @@ fn acp_near_the_cutoff_waits_for_a_late_pay_request_before_failing() {
     // The window is closed, the order is not there yet: no FAILED.
     w.step(0, Net::Ok, true).unwrap();
     assert_eq!(w.attempts[0].persisted.state, AttemptState::ReverseIntent);
+    let sent = w.attempts[0]
+        .persisted
+        .sent_ms
+        .expect("the pay reply time is kept");
     assert_eq!(
         w.attempts[0].persisted.next_at_ms,
-        Some(created + p.pay_deadline_ms as i64)
+        Some(sent + p.not_found_final_after_ms as i64)
     );
     w.deliver_delayed(true);
     while !w.settled() {

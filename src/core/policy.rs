@@ -50,6 +50,20 @@ pub struct Policy {
     pub after_window: AfterWindow,
     /// An attempt still unsettled this long after creation goes to manual review with an alarm.
     pub review_after_ms: u64,
+    /// "No such order" (from a query or a cancel) proves nothing until this long after the pay
+    /// request left: a lagging order store, or a request still on its way, can still create the
+    /// order. Before then it is an unknown outcome, asked again on the schedule.
+    #[serde(default = "default_not_found_final_after_ms")]
+    pub not_found_final_after_ms: u64,
+}
+
+/// Three minutes: Alipay's own processing timeout for a trade (Antom's implementing guide, cited
+/// in RELIABILITY.md §1.2), the longest any channel behind our gateways documents, and nearly
+/// three times UnionPay's 63-second query schedule (RELIABILITY.md §1.3).
+pub const NOT_FOUND_FINAL_AFTER_MS: u64 = 180_000;
+
+fn default_not_found_final_after_ms() -> u64 {
+    NOT_FOUND_FINAL_AFTER_MS
 }
 
 impl Policy {
@@ -67,6 +81,7 @@ impl Policy {
             saf_cap_ms: 15 * 60_000,
             after_window: AfterWindow::Refund,
             review_after_ms: 24 * 3_600_000,
+            not_found_final_after_ms: NOT_FOUND_FINAL_AFTER_MS,
         }
     }
 
@@ -86,7 +101,20 @@ impl Policy {
             saf_cap_ms: 15 * 60_000,
             after_window: AfterWindow::Refund,
             review_after_ms: 24 * 3_600_000,
+            not_found_final_after_ms: NOT_FOUND_FINAL_AFTER_MS,
         }
+    }
+
+    /// A QR pre-order waits longer than a code: the customer must open a wallet and scan.
+    pub fn qr_deadline_ms(&self) -> u64 {
+        self.pay_deadline_ms.max(120_000)
+    }
+
+    /// The longest gap between two queries of the schedule: contact older than twice this is
+    /// stale, and the order is asked again before anything is decided from it.
+    pub fn stale_after_ms(&self) -> i64 {
+        let longest = self.query_delays_ms.iter().copied().max().unwrap_or(5_000);
+        (longest.saturating_mul(2)) as i64
     }
 
     /// The delay before query number `n` (0-based).
@@ -156,6 +184,17 @@ impl Policy {
         if self.review_after_ms <= self.pay_deadline_ms {
             p.push("review_after_ms must be longer than pay_deadline_ms".to_string());
         }
+        if let ReverseWindow::After { ms } = self.reverse_window
+            && ms <= self.pay_deadline_ms
+        {
+            p.push(format!(
+                "the cancel window ({ms} ms) closes before pay_deadline_ms ({}): an unpaid order could only be refunded or reviewed",
+                self.pay_deadline_ms
+            ));
+        }
+        if self.review_after_ms <= self.not_found_final_after_ms {
+            p.push("review_after_ms must be longer than not_found_final_after_ms".to_string());
+        }
         p
     }
 }
@@ -210,6 +249,7 @@ mod tests {
         assert!(Policy::acp().problems().is_empty());
         let mut bad = Policy::aggregator();
         bad.reverse_window = ReverseWindow::After { ms: 10_000 };
-        assert_eq!(bad.problems().len(), 1);
+        // It closes before the cancel may be sent, and before the pay deadline.
+        assert_eq!(bad.problems().len(), 2);
     }
 }

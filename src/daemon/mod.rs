@@ -189,31 +189,57 @@ impl Shared {
         }
     }
 
-    /// Runs a payment on a blocking thread, publishing every durable change.
-    pub fn spawn_payment(
-        self: &Arc<Self>,
-        req: PayRequest,
-    ) -> tokio::task::JoinHandle<Result<AttemptRow, String>> {
+    /// Runs a payment on a blocking thread, publishing every durable change. An error after
+    /// the attempt was journaled comes back as [`PayEnd::Uncertain`] with the attempt, never as
+    /// a refusal: money may have moved.
+    pub fn spawn_payment(self: &Arc<Self>, req: PayRequest) -> tokio::task::JoinHandle<PayEnd> {
         let me = self.clone();
         me.inflight.fetch_add(1, Ordering::SeqCst);
         me.metrics.payments_started.fetch_add(1, Ordering::Relaxed);
         tokio::task::spawn_blocking(move || {
-            let result = (|| {
-                let mut e = me.engine().map_err(|e| e.to_string())?;
-                let tx = me.events.clone();
-                let mut obs = |r: &AttemptRow, note: &str| {
-                    let _ = tx.send(PaymentEvent::from_row(r, note));
-                };
-                e.pay(req, &mut obs).map_err(|e| e.to_string())
-            })();
+            let result = match me.engine() {
+                Err(e) => PayEnd::Refused(e.to_string()),
+                Ok(mut e) => {
+                    let tx = me.events.clone();
+                    let mut obs = |r: &AttemptRow, note: &str| {
+                        let _ = tx.send(PaymentEvent::from_row(r, note));
+                    };
+                    match e.pay(req, &mut obs) {
+                        Ok(row) => PayEnd::Ended(Box::new(row)),
+                        Err(err) => match err.attempt() {
+                            Some(row) => {
+                                tracing::error!(order = %row.order_id, "{err}");
+                                PayEnd::Uncertain(Box::new(row.clone()), err.to_string())
+                            }
+                            None => PayEnd::Refused(err.to_string()),
+                        },
+                    }
+                }
+            };
             me.inflight.fetch_sub(1, Ordering::SeqCst);
             me.refresh_unsettled();
-            if matches!(&result, Ok(r) if r.machine.state.needs_work()) {
+            let open = match &result {
+                PayEnd::Ended(r) => r.machine.state.needs_work(),
+                PayEnd::Uncertain(..) => true,
+                PayEnd::Refused(_) => false,
+            };
+            if open {
                 me.kick_recovery();
             }
             result
         })
     }
+}
+
+/// How a payment run by the daemon ended.
+#[derive(Debug)]
+pub enum PayEnd {
+    /// The engine returned the attempt: final, or parked for recovery (uncertain).
+    Ended(Box<AttemptRow>),
+    /// Refused before any attempt was journaled: nothing was sent, no money moved.
+    Refused(String),
+    /// Failed after the attempt was journaled: its outcome is unknown.
+    Uncertain(Box<AttemptRow>, String),
 }
 
 pub(crate) fn read<T: Clone>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {

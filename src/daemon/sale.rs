@@ -85,6 +85,12 @@ pub enum SaleCmd {
     /// The contract charge `ticket` ended: its outcome is shown as a sale's would be (`None`:
     /// nothing to show, the counter is free again).
     ContractDone { ticket: u64, screen: Option<Screen> },
+    /// The engine returned a sale's payment: its outcome ends the running phase, whatever
+    /// events came (or did not come) before.
+    PaymentDone {
+        order_id: String,
+        end: super::PayEnd,
+    },
 }
 
 /// The longest a contract charge holds the counter without reporting back. Its answer always
@@ -486,6 +492,44 @@ impl Controller {
                     }
                 }
             }
+            SaleCmd::PaymentDone { order_id, end } => {
+                let Phase::Running {
+                    order_id: running,
+                    amount,
+                    ..
+                } = &self.phase
+                else {
+                    return;
+                };
+                if *running != order_id {
+                    return;
+                }
+                let amount_fen = amount.fen();
+                let (screen, ind) = match end {
+                    super::PayEnd::Ended(row) => match outcome_screen(
+                        row.machine.state,
+                        row.machine.reverse_action,
+                        row.wallet.map(|w| w.paytype()),
+                        &row.last_note,
+                        amount_fen,
+                    ) {
+                        Some(x) => x,
+                        None => (Screen::Uncertain { amount_fen }, Indication::Attention),
+                    },
+                    super::PayEnd::Uncertain(..) => {
+                        (Screen::Uncertain { amount_fen }, Indication::Attention)
+                    }
+                    super::PayEnd::Refused(why) => (
+                        Screen::Declined {
+                            amount_fen,
+                            reason: DeclineReason::Other(short(&why)),
+                        },
+                        Indication::Declined,
+                    ),
+                };
+                self.indicate(ind);
+                self.show_for(screen, 6);
+            }
             SaleCmd::FaceDone { order_id, result } => {
                 let Phase::Face { sale, .. } = &self.phase else {
                     return;
@@ -675,22 +719,39 @@ impl Controller {
         let shared = self.shared.clone();
         let order = sale.order_id.clone();
         let amount = sale.amount.fen();
+        let tx = self.self_tx.clone();
         tokio::spawn(async move {
-            // A payment refused before any attempt existed (a guard, a duplicate scan) has no
-            // journal event: tell the screen and the ECR stream here.
-            if let Ok(Err(why)) = handle.await {
-                shared.publish(PaymentEvent {
-                    order_id: order,
+            let end = handle.await.unwrap_or_else(|e| {
+                super::PayEnd::Refused(format!("the payment thread failed: {e}"))
+            });
+            match &end {
+                // A payment refused before any attempt existed (a guard, a duplicate scan) has
+                // no journal event: tell the ECR stream here.
+                super::PayEnd::Refused(why) => shared.publish(PaymentEvent {
+                    order_id: order.clone(),
                     out_trade_no: None,
                     state: "REFUSED".into(),
                     amount_fen: amount,
                     reverse_action: None,
                     wallet: None,
                     code_url: None,
-                    note: why,
+                    note: why.clone(),
                     at_ms: util::now_ms(),
                     deadline_ms: None,
-                });
+                }),
+                // The attempt is journaled and its outcome unknown: its real state, not "declined".
+                super::PayEnd::Uncertain(row, why) => {
+                    shared.publish(PaymentEvent::from_row(row, &format!("uncertain: {why}")))
+                }
+                super::PayEnd::Ended(_) => {}
+            }
+            if let Some(tx) = tx {
+                let _ = tx
+                    .send(SaleCmd::PaymentDone {
+                        order_id: order,
+                        end,
+                    })
+                    .await;
             }
         });
     }
@@ -716,50 +777,22 @@ impl Controller {
             return;
         }
         let amount = *amount;
-        let final_screen = match ev.state.as_str() {
-            "PAID" => Some((
-                Screen::Paid {
-                    amount_fen: amount.fen(),
-                    wallet: ui_wallet(ev.wallet.as_deref()),
-                },
-                Some(Indication::Paid),
-            )),
-            "FAILED" => Some((
-                Screen::Declined {
-                    amount_fen: amount.fen(),
-                    reason: decline_reason(&ev.note),
-                },
-                Some(Indication::Declined),
-            )),
-            "REFUSED" => Some((
-                Screen::Declined {
-                    amount_fen: amount.fen(),
-                    reason: DeclineReason::Other(short(&ev.note)),
-                },
-                Some(Indication::Declined),
-            )),
-            "REVERSED" => Some((
-                Screen::Reversed {
-                    amount_fen: amount.fen(),
-                    refunded: ev.reverse_action == Some(crate::core::ReverseAction::Refund),
-                },
-                Some(Indication::Declined),
-            )),
-            "SAF_PENDING" | "MANUAL_REVIEW" => Some((
-                Screen::Uncertain {
-                    amount_fen: amount.fen(),
-                },
-                Some(Indication::Attention),
-            )),
-            _ => None,
-        };
+        let state = crate::core::AttemptState::parse(&ev.state);
+        let final_screen = state.and_then(|st| {
+            outcome_screen(
+                st,
+                ev.reverse_action,
+                ev.wallet.as_deref(),
+                &ev.note,
+                amount.fen(),
+            )
+        });
         match final_screen {
             Some((screen, ind)) => {
-                if let Some(i) = ind {
-                    self.indicate(i);
-                }
+                self.indicate(ind);
                 self.show_for(screen, 6);
             }
+            // The engine's return (PaymentDone) ends the phase in every other case.
             None => *last = Some(ev),
         }
     }
@@ -1122,6 +1155,45 @@ fn running_screen(ev: &PaymentEvent) -> Screen {
         "REVERSE_INTENT" => Screen::Uncertain { amount_fen },
         _ => Screen::Processing { amount_fen },
     }
+}
+
+/// The screen for an attempt that has reached an outcome the cashier acts on; `None` while it
+/// is still being worked on.
+fn outcome_screen(
+    state: crate::core::AttemptState,
+    action: Option<crate::core::ReverseAction>,
+    wallet: Option<&str>,
+    note: &str,
+    amount_fen: u64,
+) -> Option<(Screen, Indication)> {
+    use crate::core::AttemptState as S;
+    Some(match state {
+        S::Paid => (
+            Screen::Paid {
+                amount_fen,
+                wallet: ui_wallet(wallet),
+            },
+            Indication::Paid,
+        ),
+        S::Failed => (
+            Screen::Declined {
+                amount_fen,
+                reason: decline_reason(note),
+            },
+            Indication::Declined,
+        ),
+        S::Reversed => (
+            Screen::Reversed {
+                amount_fen,
+                refunded: action == Some(crate::core::ReverseAction::Refund),
+            },
+            Indication::Declined,
+        ),
+        S::SafPending | S::ManualReview => {
+            (Screen::Uncertain { amount_fen }, Indication::Attention)
+        }
+        S::PayIntent | S::Querying | S::ReverseIntent => return None,
+    })
 }
 
 fn ui_wallet(w: Option<&str>) -> crate::ui::model::Wallet {

@@ -644,7 +644,11 @@ async fn notify(
     .ok()
     .flatten();
     match answer {
-        Some("success") => text(StatusCode::OK, "success"),
+        Some("success") => {
+            // A notice may have reopened an attempt recorded "not charged": fence it now.
+            api.shared.kick_recovery();
+            text(StatusCode::OK, "success")
+        }
         Some(_) => text(StatusCode::BAD_REQUEST, "fail"),
         None => text(StatusCode::SERVICE_UNAVAILABLE, "fail"),
     }

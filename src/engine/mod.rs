@@ -56,6 +56,24 @@ pub enum EngineError {
     Refused(String),
     #[error("order id {0:?} is not valid: use 1 to 32 letters, digits, '_' or '-'")]
     BadOrderId(String),
+    /// Something failed after the attempt was journaled (its request may have gone out): the
+    /// money question is open, never "declined". Recovery settles it from the journal.
+    #[error(
+        "{source}; order {} ({}) is journaled as {} and its outcome is not known: do NOT charge again, recovery settles it",
+        attempt.order_id, attempt.out_trade_no, attempt.machine.state
+    )]
+    Unsettled {
+        attempt: Box<AttemptRow>,
+        source: Box<EngineError>,
+    },
+    /// The gateway gave no answer that proves anything; the journal's last known state is
+    /// attached, but it is not news.
+    #[error("{what}: the gateway gave no answer ({why}); the journal last recorded {known}")]
+    NoAnswer {
+        what: String,
+        why: String,
+        known: String,
+    },
 }
 
 impl EngineError {
@@ -68,6 +86,22 @@ impl EngineError {
                 | EngineError::BadOrderId(_)
                 | EngineError::UnknownGateway(_)
         )
+    }
+
+    /// Whether money may have moved without the outcome being known (exit 3, "uncertain").
+    pub fn is_uncertain(&self) -> bool {
+        matches!(
+            self,
+            EngineError::Unsettled { .. } | EngineError::NoAnswer { .. }
+        )
+    }
+
+    /// The attempt an error leaves open, if the error came after it was journaled.
+    pub fn attempt(&self) -> Option<&AttemptRow> {
+        match self {
+            EngineError::Unsettled { attempt, .. } => Some(attempt),
+            _ => None,
+        }
     }
 }
 
@@ -405,7 +439,7 @@ impl Engine {
             let mut m = machine::Attempt::new(&policy, now);
             if method == Method::Qr {
                 // A customer scanning a QR code needs longer than one confirming a password.
-                m.deadline_ms = now + (policy.pay_deadline_ms as i64).max(120_000);
+                m.deadline_ms = now + policy.qr_deadline_ms() as i64;
             }
             let new = NewAttempt {
                 order_id: req.order_id.clone().unwrap_or_else(|| out_trade_no.clone()),
@@ -430,14 +464,24 @@ impl Engine {
         let row =
             row.ok_or_else(|| EngineError::Refused("could not make a unique order number".into()))?;
         observe(&row, "attempt journaled");
-        let r = self.drive_held(
-            row.attempt_id,
-            Some(&req.credential),
-            Patience::SALE,
-            observe,
-        );
+        let mut last = row.clone();
+        let r = {
+            let mut watch = |r: &AttemptRow, note: &str| {
+                last = r.clone();
+                observe(r, note);
+            };
+            self.drive_held(
+                row.attempt_id,
+                Some(&req.credential),
+                Patience::SALE,
+                &mut watch,
+            )
+        };
         drop(claim);
-        r
+        r.map_err(|e| EngineError::Unsettled {
+            attempt: Box::new(last),
+            source: Box::new(e),
+        })
     }
 
     /// Runs one attempt until it is settled, queued, or needs a longer wait than `patience`.
@@ -477,10 +521,10 @@ impl Engine {
                 first = false;
             }
             let now = util::now_ms();
-            let result = match machine::next(&row.machine, now, credential.is_some()) {
+            let result = match machine::next(&row.machine, &policy, now, credential.is_some()) {
                 Next::Settled => return Ok(row),
                 Next::WaitUntil(t) => {
-                    if row.machine.state == AttemptState::SafPending && patience.stop_at_saf {
+                    if patience.stop_at_saf && row.machine.parked(&policy, now) {
                         return Ok(row);
                     }
                     let wait = t - now;
@@ -522,7 +566,7 @@ impl Engine {
                     if r.machine.state == AttemptState::ReverseIntent {
                         failpoint::hit("C5");
                     }
-                    if r.machine.state == AttemptState::SafPending && patience.stop_at_saf {
+                    if patience.stop_at_saf && r.machine.parked(&policy, util::now_ms()) {
                         return Ok(r);
                     }
                 }
@@ -544,6 +588,10 @@ impl Engine {
         now: i64,
         observe: Observer<'_>,
     ) -> Result<AttemptRow, EngineError> {
+        if extra.op.is_some() && failpoint::error("E3") {
+            // The commit that records a reply fails (a full disk, an I/O error).
+            return Err(JournalError::Simulated("E3: the commit after a reply failed").into());
+        }
         let r = self
             .journal
             .commit_step(row.attempt_id, row.version, step, extra, now)?;
@@ -606,8 +654,16 @@ impl Engine {
                     Reply::Refused { why } => (RefundState::Failed, why.clone()),
                     other => (RefundState::Unknown, other.describe()),
                 };
-                self.journal
-                    .update_refund(refund.refund_id, state, None, &note, now)?;
+                if state != refund.state || state != RefundState::Unknown {
+                    self.journal.update_refund(
+                        refund.refund_id,
+                        refund.state,
+                        state,
+                        None,
+                        &note,
+                        now,
+                    )?;
+                }
                 reply
             }
         })
@@ -656,6 +712,22 @@ impl Engine {
     /// Cancels an order: an unsettled attempt is fenced, a paid one reversed while its window
     /// is open (after that, use a refund).
     pub fn cancel(&mut self, name: &str, observe: Observer<'_>) -> Result<AttemptRow, EngineError> {
+        // A refund journaled between our read and the fence's commit bumps the attempt's
+        // version: the commit fails and the checks run again on what is now true.
+        let mut tries = 0;
+        loop {
+            match self.cancel_once(name, observe) {
+                Err(EngineError::Journal(JournalError::Conflict)) if tries < 5 => tries += 1,
+                other => return other,
+            }
+        }
+    }
+
+    fn cancel_once(
+        &mut self,
+        name: &str,
+        observe: Observer<'_>,
+    ) -> Result<AttemptRow, EngineError> {
         let row = self.latest(name)?;
         let now = util::now_ms();
         match row.machine.state {
@@ -743,6 +815,9 @@ impl Engine {
             )));
         };
         let now = util::now_ms();
+        // The journal checks, in the intent's own transaction, that the order is still paid:
+        // a cancel racing this refund either fenced it first (refused here) or fails its own
+        // version check.
         let refund = self
             .journal
             .refund_intent(row.attempt_id, &no, amount, "manual", now)?;
@@ -767,6 +842,9 @@ impl Engine {
         self.record_refund(refund, outcome)
     }
 
+    /// Records what a refund request or query said. A refund recorded DONE stays DONE: a later
+    /// "failed" contradicts money already returned, and is kept in the history with an alarm
+    /// instead. Only a proven failure frees the refund's amount for another refund.
     fn record_refund(
         &mut self,
         refund: &RefundRow,
@@ -783,13 +861,47 @@ impl Engine {
             }
             RefundOutcome::Unknown { why } => (RefundState::Unknown, None, why),
         };
-        Ok(self
-            .journal
-            .update_refund(refund.refund_id, state, chan.as_deref(), &note, now)?)
+        let state = match (refund.state, state) {
+            (RefundState::Done, RefundState::Done) => return Ok(refund.clone()),
+            (RefundState::Done, other) => {
+                tracing::warn!(
+                    refund = %refund.out_refund_no,
+                    "refund recorded DONE, the gateway now says {}: {note}; kept DONE, a person should check",
+                    other.as_str()
+                );
+                return Ok(refund.clone());
+            }
+            (_, s) => s,
+        };
+        Ok(self.journal.update_refund(
+            refund.refund_id,
+            refund.state,
+            state,
+            chan.as_deref(),
+            &note,
+            now,
+        )?)
     }
 
-    /// Asks the gateway about a refund and records the answer.
+    /// Asks the gateway about a refund and records the answer. With no answer that proves
+    /// anything it says so ([`EngineError::NoAnswer`]) rather than repeating the journal.
     pub fn refund_query(&mut self, out_refund_no: &str) -> Result<RefundRow, EngineError> {
+        let (row, answered) = self.refund_query_inner(out_refund_no)?;
+        match answered {
+            None => Ok(row),
+            Some(why) => Err(EngineError::NoAnswer {
+                what: format!("refund {out_refund_no}"),
+                why,
+                known: format!("{} ({})", row.state.as_str(), row.note),
+            }),
+        }
+    }
+
+    /// The refund after asking the gateway, and why the answer proved nothing (if it did not).
+    fn refund_query_inner(
+        &mut self,
+        out_refund_no: &str,
+    ) -> Result<(RefundRow, Option<String>), EngineError> {
         let refund = self
             .journal
             .refund_by_no(out_refund_no)?
@@ -797,15 +909,15 @@ impl Engine {
         let row = self.journal.attempt(refund.attempt_id)?;
         let gw = self.gateways.get(&row.gateway)?;
         let outcome = gw.refund_query(&Self::attempt_ref(&row), out_refund_no);
-        if refund.state.is_final()
-            && !matches!(
-                outcome,
-                RefundOutcome::Done { .. } | RefundOutcome::Failed { .. }
-            )
-        {
-            return Ok(refund);
+        if let RefundOutcome::Unknown { why } = &outcome {
+            let why = why.clone();
+            if refund.state.is_final() {
+                return Ok((refund, Some(why)));
+            }
+            let r = self.record_refund(&refund, outcome)?;
+            return Ok((r, Some(why)));
         }
-        self.record_refund(&refund, outcome)
+        Ok((self.record_refund(&refund, outcome)?, None))
     }
 
     /// Re-sends a refund whose outcome is unknown (same number: the gateway refunds once).
@@ -817,7 +929,7 @@ impl Engine {
         let Some(_claim) = self.claims.take(&refund.out_refund_no) else {
             return Ok(refund.clone());
         };
-        let q = self.refund_query(&refund.out_refund_no)?;
+        let (q, _) = self.refund_query_inner(&refund.out_refund_no)?;
         if q.state == RefundState::Unknown || q.state == RefundState::Intent {
             let row = self.journal.attempt(refund.attempt_id)?;
             return self.send_refund(&row, &q);
@@ -888,32 +1000,28 @@ impl Engine {
             return Ok(());
         }
         if n.amount != row.amount {
-            let mut m = row.machine.clone();
-            if m.state.needs_work() || m.state == AttemptState::Paid {
-                m.state = AttemptState::ManualReview;
-                m.next_at_ms = None;
-            }
-            let step = Step {
-                attempt: m,
-                note: format!(
-                    "notification says {} yuan for an order of {}: not believed; a person must check",
-                    n.amount, row.amount
-                ),
-                alarm: true,
-            };
+            let step = machine::notice_mismatch(
+                &row.machine,
+                &n.amount.to_string(),
+                &row.amount.to_string(),
+            );
             self.commit(&row, &step, &StepExtra::default(), now, observe)?;
             return Ok(());
         }
-        if n.paid && row.machine.state == AttemptState::Querying {
-            let policy = self.policy_of(&row)?;
-            let mut step = machine::apply(&row.machine, &policy, Op::Query, &Reply::Paid, now);
-            step.note = "paid (confirmed by a signed notification)".into();
+        if !n.paid {
+            // "Not paid" is a hint at most; the query schedule establishes it.
+            return Ok(());
+        }
+        let policy = self.policy_of(&row)?;
+        if let Some(step) = machine::paid_evidence(&row.machine, &policy, now) {
             let extra = StepExtra {
                 op: None,
                 detail: "signed notification",
                 chan_trade_no: n.chan_trade_no.as_deref(),
                 code_url: None,
             };
+            // A reopened attempt is fenced by the recovery loop (the daemon wakes it after a
+            // notification): the gateway waits only seconds for our answer.
             self.commit(&row, &step, &extra, now, observe)?;
         }
         Ok(())

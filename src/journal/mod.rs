@@ -79,6 +79,11 @@ pub enum JournalError {
     RefundNumberReused(String),
     #[error("the attempt changed underneath (another process is settling it); try again")]
     Conflict,
+    #[error("order {order} is {state}, not paid: only a paid order is refunded")]
+    RefundNotPaid { order: String, state: String },
+    /// A fail point standing for a write that fails (a full disk, an I/O error).
+    #[error("journal write failed: {0}")]
+    Simulated(&'static str),
     /// A change the journal's rules do not allow; the message says which rule.
     #[error("{0}")]
     NotAllowed(String),
@@ -220,7 +225,7 @@ const ATTEMPT_COLUMNS: &str = "attempt_id, order_id, gateway, method, wallet, ou
     code_fp, code_mask, chan_txn_time, chan_trade_no, code_url, state, state_ver, created_ms, deadline_ms, \
     reverse_from_ms, reverse_until_ms, review_at_ms, queries, reverse_tries, saf_tries, next_at_ms, fence, \
     window_closed, reverse_action, last_note, alarm, updated_ms, final_ms, \
-    (SELECT details FROM orders o WHERE o.order_id = attempts.order_id)";
+    (SELECT details FROM orders o WHERE o.order_id = attempts.order_id), sent_ms, contact_ms, confirming";
 
 // The statements a payment runs. They go through `prepare_cached`: parsing and planning SQL
 // was a quarter of a payment's CPU (perf, benches/payment.rs) before they were kept prepared.
@@ -237,7 +242,7 @@ const SQL_UPDATE_STEP: &str = "UPDATE attempts SET state = ?2, state_ver = state
      saf_tries = ?5, next_at_ms = ?6, fence = ?7, window_closed = ?8, reverse_action = ?9, \
      last_note = ?10, alarm = alarm OR ?11, updated_ms = ?12, final_ms = COALESCE(final_ms, ?13), \
      chan_trade_no = COALESCE(?14, chan_trade_no), code_url = COALESCE(?15, code_url), \
-     reverse_until_ms = ?16 \
+     reverse_until_ms = ?16, sent_ms = ?17, contact_ms = ?18, confirming = ?19, reverse_from_ms = ?20 \
      WHERE attempt_id = ?1";
 const SQL_EVENT_STEP: &str = "INSERT INTO events(attempt_id, at_ms, from_state, to_state, op, detail, note, alarm) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)";
 const SQL_OPEN_EXPOSURE: &str = "SELECT COUNT(*), SUM(amount_fen), MIN(created_ms) FROM attempts WHERE state IN ('PAY_INTENT','QUERYING','REVERSE_INTENT','SAF_PENDING','MANUAL_REVIEW')";
@@ -529,6 +534,10 @@ impl Journal {
             extra.chan_trade_no,
             extra.code_url,
             m.reverse_until_ms,
+            m.sent_ms,
+            m.contact_ms,
+            m.confirming,
+            m.reverse_from_ms,
         ])?;
         tx.prepare_cached(SQL_EVENT_STEP)?.execute(params![
             attempt_id,
@@ -696,11 +705,21 @@ impl Journal {
             }
             return Err(JournalError::RefundNumberReused(out_refund_no.to_string()));
         }
-        let paid: i64 = tx
-            .prepare_cached("SELECT amount_fen FROM attempts WHERE attempt_id = ?1")?
-            .query_row(params![attempt_id], |r| r.get(0))
+        let (paid, state, order): (i64, String, String) = tx
+            .prepare_cached(
+                "SELECT amount_fen, state, order_id FROM attempts WHERE attempt_id = ?1",
+            )?
+            .query_row(params![attempt_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
             .optional()?
             .ok_or_else(|| JournalError::NotFound(attempt_id.to_string()))?;
+        // Decided inside the transaction that writes the intent: a cancel committed a moment
+        // ago (another thread or process) has already fenced the order, and a refund beside
+        // it would be a second return of the same money.
+        if kind == "manual" && state != AttemptState::Paid.as_str() {
+            return Err(JournalError::RefundNotPaid { order, state });
+        }
         let taken: i64 = tx
             .prepare_cached(SQL_REFUNDED_SUM)?
             .query_row(params![attempt_id], |r| r.get(0))?;
@@ -721,6 +740,9 @@ impl Journal {
             now_ms
         ])?;
         let id = tx.last_insert_rowid();
+        // A cancel that read the attempt before this refund now fails its version check.
+        tx.prepare_cached("UPDATE attempts SET state_ver = state_ver + 1 WHERE attempt_id = ?1")?
+            .execute(params![attempt_id])?;
         tx.prepare_cached(SQL_EVENT_REFUND_CREATED)?
             .execute(params![
                 attempt_id,
@@ -732,9 +754,12 @@ impl Journal {
         self.refund(id)
     }
 
+    /// Records a refund's new state, if it is still in `expected` (compare-and-set: claims are
+    /// per process, and another process may have settled it meanwhile).
     pub fn update_refund(
         &mut self,
         refund_id: i64,
+        expected: RefundState,
         state: RefundState,
         chan_refund_no: Option<&str>,
         note: &str,
@@ -743,6 +768,15 @@ impl Journal {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current: Option<String> = tx
+            .prepare_cached("SELECT state FROM refunds WHERE refund_id = ?1")?
+            .query_row(params![refund_id], |r| r.get(0))
+            .optional()?;
+        match current {
+            None => return Err(JournalError::NotFound(refund_id.to_string())),
+            Some(c) if c != expected.as_str() => return Err(JournalError::Conflict),
+            Some(_) => {}
+        }
         tx.prepare_cached(SQL_UPDATE_REFUND)?.execute(params![
             refund_id,
             state.as_str(),
@@ -985,6 +1019,9 @@ fn row_to_attempt(r: &Row<'_>) -> rusqlite::Result<AttemptRow> {
         fence: Fence::parse(&fence).ok_or_else(|| bad("fence", &fence))?,
         window_closed: r.get(24)?,
         reverse_action: action.as_deref().and_then(ReverseAction::parse),
+        sent_ms: r.get(31)?,
+        contact_ms: r.get(32)?,
+        confirming: r.get(33)?,
     };
     Ok(AttemptRow {
         attempt_id: r.get(0)?,
@@ -1184,6 +1221,12 @@ mod tests {
         let a = j
             .insert_attempt(&new("O1", "N1", None), T0, 120_000)
             .unwrap();
+        // Only a paid order is refunded, and that is decided inside the refund's transaction.
+        assert!(matches!(
+            j.refund_intent(a.attempt_id, "R0", Amount::from_fen(1), "manual", T0),
+            Err(JournalError::RefundNotPaid { .. })
+        ));
+        let a = to_state(&mut j, &a, AttemptState::Paid).unwrap();
         let r1 = j
             .refund_intent(a.attempt_id, "R1", Amount::from_fen(400), "manual", T0)
             .unwrap();
@@ -1194,8 +1237,27 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, JournalError::RefundTooLarge { .. }), "{e}");
         // A failed refund gives its amount back.
-        j.update_refund(r1.refund_id, RefundState::Failed, None, "declined", T0)
-            .unwrap();
+        j.update_refund(
+            r1.refund_id,
+            RefundState::Intent,
+            RefundState::Failed,
+            None,
+            "declined",
+            T0,
+        )
+        .unwrap();
+        // A second writer that read the refund before that change is refused.
+        assert!(matches!(
+            j.update_refund(
+                r1.refund_id,
+                RefundState::Intent,
+                RefundState::Done,
+                None,
+                "late",
+                T0
+            ),
+            Err(JournalError::Conflict)
+        ));
         j.refund_intent(a.attempt_id, "R3", Amount::from_fen(600), "manual", T0)
             .unwrap();
         // The same number for another amount is refused; for the same one it is a retry.

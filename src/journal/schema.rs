@@ -183,4 +183,12 @@ CREATE TRIGGER preauth_events_no_update BEFORE UPDATE ON preauth_events
 CREATE TRIGGER preauth_events_no_delete BEFORE DELETE ON preauth_events
     BEGIN SELECT RAISE(ABORT, 'the history is append-only'); END;
 "#,
+    // 4: what the machine needs to believe a reply (core::machine): when the pay request may
+    // last have left, when the channel last answered, and whether an accepted cancel still
+    // waits for the order's state to say what it did.
+    r#"
+ALTER TABLE attempts ADD COLUMN sent_ms INTEGER;
+ALTER TABLE attempts ADD COLUMN contact_ms INTEGER;
+ALTER TABLE attempts ADD COLUMN confirming INTEGER NOT NULL DEFAULT 0;
+"#,
 ];

@@ -4,7 +4,7 @@
 //! The rule everywhere: only an explicit success is success, only a code that says the request was
 //! refused before it could move money is a failure, and everything else is unknown.
 
-use crate::core::machine::{Reply, ReverseAction};
+use crate::core::machine::Reply;
 use crate::gateway::RefundOutcome;
 
 use super::wire::Fields;
@@ -146,29 +146,30 @@ pub fn query(f: &Fields) -> Reply {
     }
     match (c, ts) {
         (code::OK, "SUCCESS") => Reply::Paid,
-        (code::REFUNDING, _) | (_, "REFUND") => Reply::Refunded,
-        (code::PAYING | code::NOT_PAID, _) | (_, "PROCESSING") => Reply::Pending,
-        (code::CLOSED | code::REVOKED | code::PAY_ERROR, _) | (_, "FAIL") => failed(f),
+        // 已撤销: the seed's cancel "revokes a paid order" (支付成功的撤销支付) — money returned.
+        (code::REFUNDING | code::REVOKED, _) | (_, "REFUND") => Reply::Refunded,
+        (code::PAYING | code::NOT_PAID, _) | (_, "PROCESSING" | "NEED_QUERY") => Reply::Pending,
+        // 已关闭: the seed's cancel "closes a failed one" (支付失败的关单) — never paid.
+        (code::CLOSED, _) => Reply::Closed,
+        (code::PAY_ERROR, _) | (_, "FAIL") => failed(f),
         _ => unknown(f),
     }
 }
 
-/// A cancel reply. A success does not say whether money was returned; the caller asks.
-pub enum CancelVerdict {
-    Done,
-    Other(Reply),
-}
-
-pub fn cancel(f: &Fields) -> CancelVerdict {
+/// A cancel reply. Even a success does not say what became of the money, and "no such order"
+/// does not fence anything (a lagging order store, or a pay request still on its way, can still
+/// create the order): the machine asks the order, and believes "no such order" only late.
+pub fn cancel(f: &Fields) -> Reply {
     let state = f.get("state").unwrap_or("");
     let c = f.get("code").unwrap_or("");
     let msg = f.get("msg").unwrap_or("");
     if state == "SUCCESS" && c == code::OK {
-        return CancelVerdict::Done;
+        return Reply::CancelAccepted;
     }
-    let r = match c {
-        // The fence's purpose is met: the order number can no longer be paid.
-        code::NO_ORDER | code::REVOKED | code::CLOSED => return CancelVerdict::Done,
+    match c {
+        code::NO_ORDER => Reply::NotFound,
+        // Already revoked or closed: what that did to the money, the order's query says.
+        code::REVOKED | code::CLOSED => Reply::CancelAccepted,
         code::CANCEL_ERROR if msg.contains("5分钟") || msg.contains("超过") => {
             Reply::WindowClosed
         }
@@ -182,21 +183,6 @@ pub fn cancel(f: &Fields) -> CancelVerdict {
             why: format!("{c} {msg}"),
         },
         _ => unknown(f),
-    };
-    CancelVerdict::Other(r)
-}
-
-/// After a confirmed cancel, what the order's query says about the money.
-pub fn cancel_action(query: Option<&Fields>) -> ReverseAction {
-    match query {
-        Some(f)
-            if f.get("code") == Some(code::REVOKED)
-                || f.get("code") == Some(code::REFUNDING)
-                || f.get("trade_state") == Some("REFUND") =>
-        {
-            ReverseAction::Refund
-        }
-        _ => ReverseAction::Close,
     }
 }
 
@@ -214,11 +200,10 @@ pub fn refund(f: &Fields) -> RefundOutcome {
     if ts == "PROCESSING" || c == code::PAYING {
         return RefundOutcome::Processing;
     }
-    if c == code::REFUND_ERROR
-        || refused_before_processing(c)
-        || c == code::NO_ORDER
-        || ts == "FAIL"
-    {
+    // 退款错误 and a FAIL are not proof: the seed says a failed refund is sent again with its
+    // original out_refund_no (which refunds at most once), and another refund may be started
+    // only once the failure is certain — which the refund query's FAIL status says.
+    if refused_before_processing(c) {
         return RefundOutcome::Failed {
             reason: if msg.is_empty() {
                 describe(&code).to_string()
@@ -238,13 +223,9 @@ pub fn refund_query(f: &Fields, out_refund_no: &str) -> RefundOutcome {
     let state = f.get("state").unwrap_or("");
     let c = f.get("code").unwrap_or("");
     if state != "SUCCESS" || c != code::OK {
+        // "No such refund" proves nothing either: the refund request may still be on its way;
+        // re-sending it with the same number is what settles it.
         let (code, msg) = detail(f);
-        if c == code::NO_ORDER {
-            return RefundOutcome::Failed {
-                code,
-                reason: "no such refund".into(),
-            };
-        }
         return RefundOutcome::Unknown {
             why: format!("{code} {msg}"),
         };
@@ -393,14 +374,14 @@ mod tests {
             ])),
             Reply::Refunded
         );
-        assert!(matches!(
+        assert_eq!(
             query(&f(&[
                 ("state", "SUCCESS"),
                 ("code", "10004"),
                 ("trade_state", "FAIL")
             ])),
-            Reply::Failed { .. }
-        ));
+            Reply::Closed
+        );
         assert!(matches!(
             query(&f(&[("state", "FAIL"), ("code", "20009")])),
             Reply::Unknown { .. }
@@ -409,21 +390,23 @@ mod tests {
 
     #[test]
     fn cancel_replies() {
-        assert!(matches!(
+        // A success says the cancel was taken, not what it did to the money.
+        assert_eq!(
             cancel(&f(&[("state", "SUCCESS"), ("code", "10000")])),
-            CancelVerdict::Done
-        ));
-        assert!(matches!(
+            Reply::CancelAccepted
+        );
+        // 20007 fences nothing: the order may still appear (found against a lagging gateway).
+        assert_eq!(
             cancel(&f(&[("state", "FAIL"), ("code", "20007")])),
-            CancelVerdict::Done
-        ));
+            Reply::NotFound
+        );
         assert!(matches!(
             cancel(&f(&[
                 ("state", "FAIL"),
                 ("code", "20011"),
                 ("msg", "订单创建15秒后才能撤销")
             ])),
-            CancelVerdict::Other(Reply::RetryLater { .. })
+            Reply::RetryLater { .. }
         ));
         assert!(matches!(
             cancel(&f(&[
@@ -431,19 +414,20 @@ mod tests {
                 ("code", "20011"),
                 ("msg", "订单超过5分钟不能撤销，请使用退款")
             ])),
-            CancelVerdict::Other(Reply::WindowClosed)
+            Reply::WindowClosed
         ));
         assert!(matches!(
             cancel(&f(&[("state", "FAIL"), ("code", "20006")])),
-            CancelVerdict::Other(Reply::Unknown { .. })
+            Reply::Unknown { .. }
         ));
+        // What the cancel did is read from the order: revoked = returned, closed = never paid.
         assert_eq!(
-            cancel_action(Some(&f(&[("code", "10005")]))),
-            ReverseAction::Refund
+            query(&f(&[("state", "SUCCESS"), ("code", "10005")])),
+            Reply::Refunded
         );
         assert_eq!(
-            cancel_action(Some(&f(&[("code", "10004")]))),
-            ReverseAction::Close
+            query(&f(&[("state", "SUCCESS"), ("code", "10004")])),
+            Reply::Closed
         );
     }
 
@@ -457,13 +441,27 @@ mod tests {
             ])),
             RefundOutcome::Done { .. }
         ));
+        // 退款错误 is re-sent with the same number, never taken as a failure that frees the
+        // amount for a second, real refund.
         assert!(matches!(
             refund(&f(&[
                 ("state", "FAIL"),
                 ("code", "20008"),
-                ("msg", "退款金额超过")
+                ("msg", "退款失败")
+            ])),
+            RefundOutcome::Unknown { .. }
+        ));
+        assert!(matches!(
+            refund(&f(&[
+                ("state", "FAIL"),
+                ("code", "20004"),
+                ("msg", "参数错误")
             ])),
             RefundOutcome::Failed { .. }
+        ));
+        assert!(matches!(
+            refund_query(&f(&[("state", "FAIL"), ("code", "20007")]), "R1"),
+            RefundOutcome::Unknown { .. }
         ));
         assert!(matches!(
             refund(&f(&[("state", "FAIL"), ("code", "20006")])),

@@ -282,6 +282,12 @@ impl Aggregator {
             .set("trade_type", "NATIVE")
             .set("product_id", a.out_trade_no.as_str())
             .set("time_start", a.chan_txn_time.as_str())
+            // A QR code must stop being payable when the attempt stops waiting for it: after
+            // its cancel, a code without an expiry could still take the customer's money.
+            .set(
+                "time_expire",
+                util::beijing_stamp(a.created_ms + self.cfg.policy.qr_deadline_ms() as i64),
+            )
             .set_opt("notify_url", notify_url.or(self.cfg.notify_url.as_deref()));
         self.add_details(&mut f, a);
         let body = f.signed(&self.key).to_form();
@@ -478,18 +484,10 @@ impl Gateway for Aggregator {
         f.set("paytype", Self::paytype(a))
             .set("out_trade_no", a.out_trade_no.as_str())
             .set("op_user_id", self.op_user());
+        // The machine follows an accepted cancel with a query of its own: what the order says
+        // then is the only proof of what the cancel did.
         match self.gateway_call(f) {
-            Ok(r) => match codes::cancel(&r) {
-                codes::CancelVerdict::Done => {
-                    // The cancel reply does not say whether money went back; the order does.
-                    let q = self
-                        .call("/UnifiedPay/Gateway", self.orderquery_fields(a))
-                        .ok();
-                    let action = codes::cancel_action(q.as_ref());
-                    GatewayReply::new(Reply::Reversed(action), Self::detail(&r))
-                }
-                codes::CancelVerdict::Other(reply) => GatewayReply::new(reply, Self::detail(&r)),
-            },
+            Ok(r) => GatewayReply::new(codes::cancel(&r), Self::detail(&r)),
             Err(g) => g,
         }
     }

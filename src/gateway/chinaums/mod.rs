@@ -143,6 +143,7 @@ pub fn default_policy() -> Policy {
         saf_cap_ms: 15 * 60_000,
         after_window: AfterWindow::Refund,
         review_after_ms: 24 * 3_600_000,
+        not_found_final_after_ms: crate::core::policy::NOT_FOUND_FINAL_AFTER_MS,
     }
 }
 
