@@ -5,6 +5,7 @@
 //! `engine` that runs the state machine against both, the `sandbox` gateways, the `device`
 //! drivers, the `ui` screens and the `ecr` local API. See `README.md` for the map.
 
+pub mod clock;
 pub mod config;
 pub mod core;
 pub mod daemon;

@@ -73,6 +73,7 @@ saf_base_ms = 500
 saf_cap_ms = 4000
 after_window = "refund"
 review_after_ms = 86400000
+not_found_final_after_ms = 3000
 
 [recovery]
 interval_ms = 500

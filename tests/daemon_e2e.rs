@@ -203,10 +203,15 @@ fn daemon_takes_paid_declined_uncertain_and_face_payments() {
         )
         .0 == 202
     });
-    wait_until("E2E-UNK queued", 30, || {
-        states_of(&seen, "E2E-UNK")
-            .iter()
-            .any(|s| s == "SAF_PENDING")
+    // Past its deadline with no answer, nothing is cancelled blind: it stays QUERYING with
+    // the store-and-forward backoff, and the sale ends "uncertain".
+    wait_until("E2E-UNK parked", 30, || {
+        let st = get(&format!("{ecr}/v1/payments/E2E-UNK"));
+        st["final"] == false
+            && (st["note"]
+                .as_str()
+                .is_some_and(|n| n.contains("no answer past the deadline"))
+                || st["state"] == "SAF_PENDING")
     });
     env.post("/_sandbox/faults", r#"{"down": false}"#);
     wait_until("E2E-UNK settled by recovery", 40, || {
@@ -234,7 +239,7 @@ fn daemon_takes_paid_declined_uncertain_and_face_payments() {
     assert!(states_of(&seen, "E2E-DECL").contains(&"FAILED".to_string()));
     let unk = states_of(&seen, "E2E-UNK");
     assert!(
-        unk.contains(&"SAF_PENDING".to_string())
+        unk.contains(&"QUERYING".to_string())
             && unk
                 .iter()
                 .any(|s| s == "REVERSED" || s == "FAILED" || s == "PAID"),

@@ -200,7 +200,7 @@ impl Soak {
         let mut k = 0u32;
         while !done.load(Ordering::SeqCst) {
             // The second spell is always an outage, so every run has one early on.
-            let pick = if k == 1 { 0 } else { rng.gen_range(0..7) };
+            let pick = if k == 1 { 0 } else { rng.gen_range(0..11) };
             let (f, ms) = match pick {
                 0 => {
                     self.outages.fetch_add(1, Ordering::SeqCst);
@@ -212,6 +212,17 @@ impl Soak {
                     json!({"latency_ms": rng.gen_range(50..400)}),
                     rng.gen_range(1_000..2_000),
                 ),
+                // What real gateways do that a scripted sandbox does not.
+                4 => (
+                    json!({"lag_ms": rng.gen_range(5_000..40_000)}),
+                    rng.gen_range(1_000..3_000),
+                ),
+                5 => (
+                    json!({"lose_reply_of": ["orderquery"]}),
+                    rng.gen_range(1_000..2_000),
+                ),
+                6 => (json!({"cancel_not_found": true}), rng.gen_range(1_000..2_000)),
+                7 => (json!({"http_500": true}), rng.gen_range(1_000..2_000)),
                 _ => (json!({}), rng.gen_range(1_000..4_000)),
             };
             self.env.faults(&f.to_string());

@@ -122,6 +122,28 @@ fn soak_random_payments_faults_and_recovery() {
                             ..Faults::default()
                         }
                     }
+                    // What real gateways do that a scripted sandbox does not: a lagging order
+                    // store, lost confirmations, a silent cancel, empty HTTP 500s.
+                    7 => Faults {
+                        lag_ms: rng.gen_range(5_000..40_000),
+                        ..Faults::default()
+                    },
+                    8 => Faults {
+                        lose_reply_of: vec!["orderquery".into()],
+                        ..Faults::default()
+                    },
+                    9 => Faults {
+                        cancel_not_found: true,
+                        ..Faults::default()
+                    },
+                    10 => Faults {
+                        http_500: true,
+                        ..Faults::default()
+                    },
+                    11 => Faults {
+                        in_progress_ms: rng.gen_range(5_000..60_000),
+                        ..Faults::default()
+                    },
                     _ => Faults::default(),
                 };
                 sb.lock().faults = f;

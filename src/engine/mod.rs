@@ -7,6 +7,7 @@
 //! outcome itself and never holds a payment code beyond the pay request that needs it.
 
 pub mod claims;
+pub mod health;
 pub mod offline;
 pub mod preauth;
 pub mod recovery;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use rand::Rng;
 use thiserror::Error;
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::core::authcode::{CodeError, CodeRule, Wallet, fingerprint};
 use crate::core::machine::{self, AttemptState, Next, Op, Reply, Step};
@@ -239,6 +241,11 @@ pub struct Engine {
     stop: Option<Arc<AtomicBool>>,
     /// The attempts this process's threads are driving (see [`claims`]).
     claims: claims::Claims,
+    /// Time as an input: the system clock in the daemon and the CLI, a virtual one in the
+    /// simulator and the tests.
+    clock: Arc<dyn Clock>,
+    /// Whether each gateway answers (`health`): fed by every request's outcome.
+    health: health::Health,
 }
 
 /// Makes order numbers of the form TERMINAL + yyMMddHHmmss + 4 random digits (≤ 28 chars).
@@ -262,7 +269,29 @@ impl Engine {
             settings,
             stop: None,
             claims: claims::Claims::default(),
+            clock: crate::clock::system(),
+            health: health::Health::default(),
         }
+    }
+
+    /// The same engine on `clock` (a virtual one in the simulator and the tests).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Engine {
+        self.clock = clock;
+        self
+    }
+
+    /// The same engine, recording each gateway's answers in `health` (shared with the daemon).
+    pub fn with_health(mut self, health: health::Health) -> Engine {
+        self.health = health;
+        self
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     /// The same engine, sharing `claims` with the process's other engines (the daemon's sale,
@@ -283,19 +312,21 @@ impl Engine {
         self.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst))
     }
 
-    /// Sleeps for `d`, in slices when a stop may be requested, so it is seen within 100 ms.
+    /// Waits `d` on the engine's clock, in slices when a stop may be requested, so it is seen
+    /// within 100 ms.
     fn pause(&self, d: Duration) {
         let Some(flag) = &self.stop else {
-            std::thread::sleep(d);
+            self.clock.sleep(d);
             return;
         };
-        let until = std::time::Instant::now() + d;
+        let until = self.now().saturating_add(d.as_millis() as i64);
         while !flag.load(Ordering::SeqCst) {
-            let left = until.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
+            let left = until - self.now();
+            if left <= 0 {
                 break;
             }
-            std::thread::sleep(left.min(Duration::from_millis(100)));
+            self.clock
+                .sleep(Duration::from_millis(left.min(100) as u64));
         }
     }
 
@@ -373,7 +404,7 @@ impl Engine {
         req: PayRequest,
         observe: Observer<'_>,
     ) -> Result<AttemptRow, EngineError> {
-        let now = util::now_ms();
+        let now = self.now();
         if req.amount.is_zero() {
             return Err(AmountError::NotPositive("0".into()).into());
         }
@@ -520,7 +551,7 @@ impl Engine {
                 row.machine.next_at_ms = None;
                 first = false;
             }
-            let now = util::now_ms();
+            let now = self.now();
             let result = match machine::next(&row.machine, &policy, now, credential.is_some()) {
                 Next::Settled => return Ok(row),
                 Next::WaitUntil(t) => {
@@ -546,7 +577,7 @@ impl Engine {
                         // The code has done its one job; it is not kept.
                         credential = None;
                     }
-                    let now = util::now_ms();
+                    let now = self.now();
                     let step = machine::apply(&row.machine, &policy, op, &reply.reply, now);
                     failpoint::hit(if op == Op::Reverse { "C6" } else { "C3" });
                     let extra = StepExtra {
@@ -566,14 +597,14 @@ impl Engine {
                     if r.machine.state == AttemptState::ReverseIntent {
                         failpoint::hit("C5");
                     }
-                    if patience.stop_at_saf && r.machine.parked(&policy, util::now_ms()) {
+                    if patience.stop_at_saf && r.machine.parked(&policy, self.now()) {
                         return Ok(r);
                     }
                 }
                 Err(EngineError::Journal(JournalError::Conflict)) if conflicts < 20 => {
                     // Another process moved this attempt; re-read and continue from its state.
                     conflicts += 1;
-                    std::thread::sleep(Duration::from_millis(50));
+                    self.clock.sleep(Duration::from_millis(50));
                 }
                 Err(e) => return Err(e),
             }
@@ -624,6 +655,21 @@ impl Engine {
         op: Op,
         credential: Option<&Credential>,
     ) -> Result<GatewayReply, EngineError> {
+        let started = self.now();
+        let reply = self.send_inner(gw, row, op, credential)?;
+        let now = self.now();
+        self.health
+            .record(&row.gateway, reply.reply.is_answer(), now, now - started);
+        Ok(reply)
+    }
+
+    fn send_inner(
+        &mut self,
+        gw: &Arc<dyn Gateway>,
+        row: &AttemptRow,
+        op: Op,
+        credential: Option<&Credential>,
+    ) -> Result<GatewayReply, EngineError> {
         let a = Self::attempt_ref(row);
         Ok(match op {
             Op::Pay => {
@@ -648,7 +694,7 @@ impl Engine {
                     order_total: row.amount,
                 };
                 let reply = gw.refund_fence(&a, &r);
-                let now = util::now_ms();
+                let now = self.now();
                 let (state, note) = match &reply.reply {
                     Reply::Paid => (RefundState::Done, "refunded".to_string()),
                     Reply::Refused { why } => (RefundState::Failed, why.clone()),
@@ -687,7 +733,7 @@ impl Engine {
             &no,
             Amount::from_fen(left.max(1)),
             "fence",
-            util::now_ms(),
+            self.now(),
         )?)
     }
 
@@ -699,6 +745,25 @@ impl Engine {
             Some(i) => v.swap_remove(i),
             None => v.pop().ok_or_else(|| JournalError::NotFound(name.into()))?,
         })
+    }
+
+    /// One harmless signed request to each gateway that has a probe (an order query for a
+    /// number that cannot exist, say), recorded in the health record: how the daemon learns,
+    /// while idle, whether the gateways answer. Returns (gateway, answered, why).
+    pub fn probe_gateways(&self) -> Vec<(String, bool, String)> {
+        let mut out = Vec::new();
+        for name in self.gateways.names() {
+            let Ok(gw) = self.gateways.get(&name) else {
+                continue;
+            };
+            let started = self.now();
+            let Some(r) = gw.probe() else { continue };
+            let now = self.now();
+            let answered = r.reply.is_answer();
+            self.health.record(&name, answered, now, now - started);
+            out.push((name, answered, r.detail));
+        }
+        out
     }
 
     /// Asks the gateway about an order now, without changing the journal.
@@ -729,7 +794,7 @@ impl Engine {
         observe: Observer<'_>,
     ) -> Result<AttemptRow, EngineError> {
         let row = self.latest(name)?;
-        let now = util::now_ms();
+        let now = self.now();
         match row.machine.state {
             AttemptState::PayIntent => {
                 return Err(EngineError::Refused(format!(
@@ -814,7 +879,7 @@ impl Engine {
                 "refund {no} is being sent right now; ask for it again in a moment"
             )));
         };
-        let now = util::now_ms();
+        let now = self.now();
         // The journal checks, in the intent's own transaction, that the order is still paid:
         // a cancel racing this refund either fenced it first (refused here) or fails its own
         // version check.
@@ -838,7 +903,12 @@ impl Engine {
             amount: refund.amount,
             order_total: row.amount,
         };
+        let started = self.now();
         let outcome = gw.refund(&Self::attempt_ref(row), &r);
+        let now = self.now();
+        let answered = !matches!(outcome, RefundOutcome::Unknown { .. });
+        self.health
+            .record(&row.gateway, answered, now, now - started);
         self.record_refund(refund, outcome)
     }
 
@@ -850,7 +920,7 @@ impl Engine {
         refund: &RefundRow,
         outcome: RefundOutcome,
     ) -> Result<RefundRow, EngineError> {
-        let now = util::now_ms();
+        let now = self.now();
         let (state, chan, note) = match outcome {
             RefundOutcome::Done { chan_refund_no } => {
                 (RefundState::Done, chan_refund_no, "refunded".to_string())
@@ -908,7 +978,12 @@ impl Engine {
             .ok_or_else(|| JournalError::NotFound(out_refund_no.to_string()))?;
         let row = self.journal.attempt(refund.attempt_id)?;
         let gw = self.gateways.get(&row.gateway)?;
+        let started = self.now();
         let outcome = gw.refund_query(&Self::attempt_ref(&row), out_refund_no);
+        let now = self.now();
+        let answered = !matches!(outcome, RefundOutcome::Unknown { .. });
+        self.health
+            .record(&row.gateway, answered, now, now - started);
         if let RefundOutcome::Unknown { why } = &outcome {
             let why = why.clone();
             if refund.state.is_final() {
@@ -973,7 +1048,7 @@ impl Engine {
             tracing::info!("acknowledged {what}");
             return Ok(());
         }
-        let now = util::now_ms();
+        let now = self.now();
         let row = self
             .journal
             .by_out_trade_no(&n.out_trade_no)?

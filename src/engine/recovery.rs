@@ -7,7 +7,7 @@
 //! one that stays unsettled past its review deadline is handed to a person.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::Rng;
 use serde::Serialize;
@@ -119,21 +119,22 @@ impl Engine {
         let mut report = RecoveryReport::default();
         let open = self.journal().open_attempts()?;
         let interval = Duration::from_secs_f64(1.0 / self.settings().rate_per_s.max(0.01));
-        let mut last_sent: BTreeMap<String, Instant> = BTreeMap::new();
+        let mut last_sent: BTreeMap<String, i64> = BTreeMap::new();
         for row in open {
             if self.stopping() {
                 break;
             }
-            if let Some(t) = last_sent.get(&row.gateway) {
+            if let Some(&t) = last_sent.get(&row.gateway) {
                 // Rate limit per gateway, with up to 20% jitter so a fleet does not move in step.
                 let jitter = rand::thread_rng().gen_range(0.0..0.2);
-                let wait = interval.mul_f64(1.0 + jitter);
-                let spent = t.elapsed();
+                let wait = interval.mul_f64(1.0 + jitter).as_millis() as i64;
+                let spent = self.clock().now_ms() - t;
                 if spent < wait {
-                    std::thread::sleep(wait - spent);
+                    self.clock()
+                        .sleep(Duration::from_millis((wait - spent) as u64));
                 }
             }
-            last_sent.insert(row.gateway.clone(), Instant::now());
+            last_sent.insert(row.gateway.clone(), self.clock().now_ms());
             let before = row.machine.state;
             let patience = Patience {
                 max_wait_ms,

@@ -223,6 +223,11 @@ pub trait Gateway: Send + Sync {
     fn endpoint(&self) -> Option<String> {
         None
     }
+    /// One harmless signed request whose verified answer proves the gateway answers (an order
+    /// query for a number that cannot exist). `None`: this gateway has no probe.
+    fn probe(&self) -> Option<GatewayReply> {
+        None
+    }
     /// Exchanges a face module's rawdata for the authinfo its SDK needs (aggregator getfaceauth).
     fn face_auth(&self, _wallet: Wallet, _rawdata: &str) -> Result<String, String> {
         Err(format!("{} does not take face payments", self.name()))

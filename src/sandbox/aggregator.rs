@@ -10,7 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::ledger::{Order, Refund, Status};
-use super::{Sandbox, after_request, begin, hang_up, post_notification};
+use super::{Sandbox, after_request_of, begin, hang_up, post_notification};
 use crate::gateway::aggregator::Fields;
 use crate::gateway::aggregator::codes::code;
 
@@ -74,6 +74,7 @@ async fn handle(
         Err(r) => return r,
     };
     let req = Fields::from_form(body);
+    let method = req.get("method").unwrap_or("preorder").to_string();
     let out = if req.verify(&key).is_err() {
         Out::Reply(fail(code::SIGN_ERROR, "签名错误"))
     } else if req.get("mch_id").is_some_and(|m| m != mch) {
@@ -95,7 +96,7 @@ async fn handle(
         }
         Out::Hang => return hang_up(&sb).await,
     };
-    after_request(&sb, &faults, reply).await
+    after_request_of(&sb, &faults, &method, reply).await
 }
 
 pub async fn gateway(State(sb): State<Sandbox>, body: axum::body::Bytes) -> Response {
@@ -249,9 +250,21 @@ fn query(sb: &Sandbox, req: &Fields) -> Fields {
         return fail(code::PARAM_ERROR, "缺少参数 paytype");
     }
     let no = req.get("out_trade_no").unwrap_or("").to_string();
+    let now = g.clock.now_ms();
+    let (lag, in_progress) = (g.faults.lag_ms as i64, g.faults.in_progress_ms as i64);
     let Some(o) = g.ledger.get_mut(&no) else {
         return fail(code::NO_ORDER, "订单不存在");
     };
+    if now - o.created_ms < lag {
+        // A lagging order store: the order exists, the query cannot see it yet.
+        return fail(code::NO_ORDER, "订单不存在");
+    }
+    if now - o.created_ms < in_progress {
+        let mut f = success(code::PAYING, "PROCESSING", "支付中");
+        f.set("mch_id", mch.as_str())
+            .set("out_trade_no", no.as_str());
+        return f;
+    }
     o.queried();
     let mut f = match o.status {
         Status::Paid if o.refunded_fen() >= o.amount_fen => {
@@ -280,6 +293,15 @@ fn cancel(sb: &Sandbox, req: &Fields) -> Fields {
     let no = req.get("out_trade_no").unwrap_or("").to_string();
     let mut ok = success(code::OK, "SUCCESS", "SUCCESS");
     ok.set("mch_id", mch.as_str());
+    let (lag, not_found) = (g.faults.lag_ms as i64, g.faults.cancel_not_found);
+    let hidden = g
+        .ledger
+        .get(&no)
+        .is_some_and(|o| not_found || now - o.created_ms < lag);
+    if hidden {
+        // What real gateways do with a lagging store: 20007, and nothing is fenced.
+        return fail(code::NO_ORDER, "订单不存在");
+    }
     let Some(o) = g.ledger.get_mut(&no) else {
         let paytype = req.get("paytype").unwrap_or("");
         g.ledger

@@ -74,6 +74,19 @@ pub struct Faults {
     pub lose_request: f64,
     /// Probability that a request is processed but its reply is lost.
     pub lose_reply: f64,
+    /// The gateway's order store lags: an order is invisible to query and cancel ("no such
+    /// order") for this long after it was created (sandbox clock), then shows its true state.
+    pub lag_ms: u64,
+    /// Methods whose replies are always lost after processing, e.g. `["orderquery"]` (the
+    /// query that confirms a cancel). Aggregator method names, or `preorder`.
+    pub lose_reply_of: Vec<String>,
+    /// A cancel answers "no such order" (and does nothing) while the order exists.
+    pub cancel_not_found: bool,
+    /// Every request is processed, then answered HTTP 500 with an empty body.
+    pub http_500: bool,
+    /// For this long after an order was created, its query says it is still being paid
+    /// (支付中), whatever its true state.
+    pub in_progress_ms: u64,
 }
 
 pub struct Inner {
@@ -194,11 +207,26 @@ pub(crate) async fn before_request(sb: &Sandbox) -> Option<Faults> {
 
 /// Applies faults after processing: latency, or a lost reply.
 pub(crate) async fn after_request(sb: &Sandbox, f: &Faults, reply: Response) -> Response {
+    after_request_of(sb, f, "", reply).await
+}
+
+/// [`after_request`] for a named method, which `lose_reply_of` may single out.
+pub(crate) async fn after_request_of(
+    sb: &Sandbox,
+    f: &Faults,
+    method: &str,
+    reply: Response,
+) -> Response {
     if f.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(f.latency_ms)).await;
     }
-    if f.lose_reply > 0.0 && rand::thread_rng().gen_bool(f.lose_reply.min(1.0)) {
+    let singled_out = !method.is_empty() && f.lose_reply_of.iter().any(|m| m == method);
+    if singled_out || (f.lose_reply > 0.0 && rand::thread_rng().gen_bool(f.lose_reply.min(1.0)))
+    {
         return hang_up(sb).await;
+    }
+    if f.http_500 {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "").into_response();
     }
     reply
 }

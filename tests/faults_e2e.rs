@@ -1,0 +1,127 @@
+//! Issue "Money is never mislabelled": the aggregator sandbox behaving as real gateways do —
+//! an order store that lags, one method's replies lost, a cancel that answers "no such order"
+//! while the order exists, HTTP 500 with an empty body, an order that stays "in progress" —
+//! and payterm never records a final state that the ledger contradicts.
+//!
+//! Each of these failed on the main of round 1: the lagging store and the lost confirming
+//! query both ended REVERSED (close) with the money taken or returned, the silent cancel left a
+//! payable order recorded closed, and after HTTP 500s a payment was cancelled and refunded
+//! instead of being kept as the store's sale.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Env, RATE, code};
+
+/// Sandbox milliseconds that pass in `real_ms` of the tests' clock.
+fn sandbox_ms(real_ms: u64) -> u64 {
+    (real_ms as f64 * RATE) as u64
+}
+
+fn final_state(env: &Env, no: &str) -> (String, Option<String>) {
+    let e = env
+        .journal_entry(|a| a["out_trade_no"] == no)
+        .expect("journaled");
+    (
+        e["attempt"]["state"].as_str().unwrap_or("").to_string(),
+        e["attempt"]["reverse_action"].as_str().map(str::to_string),
+    )
+}
+
+#[test]
+fn a_lagging_order_store_is_not_a_fence_and_the_sale_is_paid() {
+    let env = Env::start();
+    // The order is invisible to query and cancel for 0.6 s of real time: past the first
+    // queries and the earliest cancel (0.4 s), inside the pay deadline (1.2 s).
+    env.faults(&format!(r#"{{"lag_ms": {}}}"#, sandbox_ms(600)));
+    // .57: a system error on pay; the order is paid.
+    let (c, v) = env.pay("21.57", &code(1));
+    assert_eq!(c, 0, "{v}");
+    assert_eq!(v["result"], "PAID", "{v}");
+    env.faults("{}");
+    env.assert_consistent(true);
+}
+
+#[test]
+fn a_lost_confirmation_of_a_cancel_is_not_closed() {
+    let env = Env::start();
+    let (c, v) = env.pay("22.00", &code(2));
+    assert_eq!(c, 0, "{v}");
+    let order = v["order"].as_str().unwrap().to_string();
+    let no = v["out_trade_no"].as_str().unwrap().to_string();
+    // The cancel goes through; every query that would confirm it loses its reply.
+    std::thread::sleep(Duration::from_millis(450));
+    env.faults(r#"{"lose_reply_of": ["orderquery"]}"#);
+    let (c, v, _) = env.run_json(&["cancel", &order]);
+    assert_eq!(c, 3, "nothing confirmed the cancel: {v}");
+    let (state, _) = final_state(&env, &no);
+    assert!(state != "REVERSED", "recorded {state} without proof");
+    env.faults("{}");
+    assert!(env.recover_until_settled(10));
+    assert_eq!(
+        final_state(&env, &no),
+        ("REVERSED".to_string(), Some("refund".to_string()))
+    );
+    env.assert_consistent(true);
+}
+
+#[test]
+fn a_cancel_that_says_no_such_order_fences_nothing() {
+    let env = Env::start();
+    env.faults(r#"{"cancel_not_found": true}"#);
+    // .53: the customer never confirms; the order stays payable until a cancel closes it.
+    let (c, v) = env.pay("23.53", &code(3));
+    assert_eq!(c, 3, "a cancel that did nothing proves nothing: {v}");
+    let no = v["out_trade_no"].as_str().unwrap().to_string();
+    assert_eq!(
+        env.ledger_order(&no).unwrap()["status"],
+        "PAYING",
+        "the sandbox left it open"
+    );
+    env.faults("{}");
+    assert!(env.recover_until_settled(10));
+    assert_eq!(
+        final_state(&env, &no),
+        ("REVERSED".to_string(), Some("close".to_string()))
+    );
+    assert_eq!(env.ledger_order(&no).unwrap()["status"], "CLOSED");
+    env.assert_consistent(true);
+}
+
+#[test]
+fn after_http_500s_a_payment_is_the_stores_sale() {
+    let env = Env::start();
+    // Every request is processed and answered 500 with an empty body: the customer is
+    // charged, the terminal learns nothing.
+    env.faults(r#"{"http_500": true}"#);
+    let (c, v) = env.pay("24.00", &code(4));
+    assert_eq!(c, 3, "{v}");
+    let no = v["out_trade_no"].as_str().unwrap().to_string();
+    let (state, _) = final_state(&env, &no);
+    assert_eq!(state, "QUERYING", "nothing is fenced without an answer");
+    env.faults("{}");
+    assert!(env.recover_until_settled(10));
+    assert_eq!(final_state(&env, &no).0, "PAID");
+    env.assert_consistent(true);
+}
+
+#[test]
+fn an_order_that_stays_in_progress_past_the_deadline_is_fenced_truthfully() {
+    let env = Env::start();
+    env.faults(&format!(r#"{{"in_progress_ms": {}}}"#, sandbox_ms(1_600)));
+    // .57: paid at the gateway, but its query says 支付中 past the pay deadline.
+    let (c, v) = env.pay("25.57", &code(5));
+    let no = v["out_trade_no"].as_str().unwrap().to_string();
+    env.faults("{}");
+    if c == 3 {
+        assert!(env.recover_until_settled(10));
+    }
+    // Cancelled while the gateway held the money: refunded, and said so.
+    let (state, action) = final_state(&env, &no);
+    assert!(
+        state == "PAID" || (state == "REVERSED" && action.as_deref() == Some("refund")),
+        "{state} {action:?}"
+    );
+    env.assert_consistent(true);
+}
