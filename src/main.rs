@@ -563,6 +563,14 @@ fn engine(cli: &Cli, cfg: &Config) -> Result<Engine, Fail> {
     Ok(Engine::new(journal, gateways, settings))
 }
 
+/// A typed refund id the order's gateway could not send, refused before it is journaled.
+fn check_refund_id(e: &Engine, order: &str, refund_id: Option<&str>) -> Result<(), Fail> {
+    let Some(id) = refund_id else { return Ok(()) };
+    let row = e.latest(order).map_err(engine_err)?;
+    payterm::gateway::unionpay::cli::check_refund_id(&row.gateway, id)
+        .map_err(|why| Fail(1, anyhow::anyhow!(why)))
+}
+
 fn engine_err(e: EngineError) -> Fail {
     let code = match &e {
         // After the attempt was journaled, or without an answer: the outcome is unknown.
@@ -727,6 +735,7 @@ fn run(cli: Cli) -> Result<u8, Fail> {
             let cfg = load(&cli)?;
             let amount = Amount::parse_yuan(amount).map_err(|e| Fail(1, e.into()))?;
             let mut e = engine(&cli, &cfg)?;
+            check_refund_id(&e, order, refund_id.as_deref())?;
             let r = e
                 .refund(order, amount, refund_id.clone())
                 .map_err(|err| match err {
@@ -1061,6 +1070,7 @@ fn contract_cmd(cli: &Cli, out: &Out, cmd: &ContractCmd) -> Result<u8, Fail> {
             refund_id,
         } => {
             let amount = Amount::parse_yuan(amount).map_err(|err| Fail(1, err.into()))?;
+            check_refund_id(&e, order, refund_id.as_deref())?;
             let r = e
                 .refund(order, amount, refund_id.clone())
                 .map_err(|err| match err {

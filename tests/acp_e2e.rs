@@ -379,6 +379,20 @@ fn partial_refunds_never_above_what_was_paid() {
         before,
         "refused locally: nothing sent"
     );
+    // A refund id ACP cannot take as an orderId (8 to 40 letters or digits) is refused before
+    // anything is journaled or sent: exit 1, and no such refund exists afterwards.
+    for bad in ["ACPR123", "ACP_REFUND_9"] {
+        let out = env.run(&["refund", &order, "--amount", "1.00", "--refund-id", bad]);
+        assert_eq!(out.status.code(), Some(1), "{bad}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("8 to 40"), "{bad}: {err}");
+        let q = env.run(&["refund-query", bad]);
+        assert_eq!(q.status.code(), Some(1), "{bad}: journaled anyway: {q:?}");
+    }
+    assert_eq!(
+        env.ledger_order(&no)["refunds"].as_array().unwrap().len(),
+        before
+    );
     let (c, r, _) = env.run_json(&[
         "refund",
         &order,

@@ -521,6 +521,7 @@ fn the_acp_family_is_journaled_and_a_lost_completion_is_resolved_by_its_status_q
     assert_eq!(c, 2, "{v}");
     assert_eq!(v["result"], "FAILED");
     // Bad input: nothing journaled, nothing sent.
+    let long_qid = format!("{pre_qid}0");
     let n = acp_txn_count(&env);
     let rows = listed(&env, &[]).len();
     for args in [
@@ -539,6 +540,22 @@ fn the_acp_family_is_journaled_and_a_lost_completion_is_resolved_by_its_status_q
             &pre_qid,
             "--amount",
             "-3",
+        ],
+        // origQryId is AN21: one character short or long is refused before anything is
+        // journaled or signed.
+        vec![
+            "preauth-undo",
+            "--orig-query-id",
+            &pre_qid[..20],
+            "--amount",
+            "100.00",
+        ],
+        vec![
+            "preauth-undo",
+            "--orig-query-id",
+            &long_qid,
+            "--amount",
+            "100.00",
         ],
     ] {
         let (c, v) = acp(&env, &args);

@@ -134,7 +134,14 @@ pub fn check_contract(
     let c = known(engine, contract_id)?;
     let signed = match upapi.contract_info(&c.open_id)? {
         ContractStatus::Signed { contract_id: id } => id.is_empty() || id == c.contract_id,
-        _ => false,
+        ContractStatus::NotSigned | ContractStatus::Terminated { .. } => false,
+        // An undocumented status proves neither signed nor relieved: record nothing.
+        ContractStatus::Other { code } => {
+            return Err(UpapiError::BadReply(format!(
+                "contract.info contractStatus {code:?} is not documented (1 signed, 3 terminated, empty not signed)"
+            ))
+            .into());
+        }
     };
     let arrears = upapi.arrears(&c.open_id)?;
     Ok(engine
@@ -587,6 +594,26 @@ mod tests {
             masked_mobile: None,
         };
         e.journal_mut().upsert_contract(&row, now).unwrap();
+    }
+
+    #[test]
+    fn an_undocumented_contract_status_is_not_recorded_as_relieved() {
+        use crate::gateway::upapi::tests::{client, ok};
+        use serde_json::json;
+        let (_d, mut e) = engine();
+        signed(&mut e, "C1");
+        let (u, _) = client(
+            vec![
+                ok(json!({"backendToken": "B", "expiresIn": 7200})),
+                ok(json!({"contractId": "C1", "contractStatus": "7"})),
+                ok(json!({"enable": "0"})),
+            ],
+            std::sync::Arc::new(std::sync::atomic::AtomicI64::new(1_795_312_800_000)),
+        );
+        let r = check_contract(&mut e, &u, "C1");
+        assert!(r.is_err(), "{r:?}");
+        let c = e.journal().contract("C1").unwrap().unwrap();
+        assert_eq!(c.status, "SIGNED", "unchanged: {c:?}");
     }
 
     #[test]

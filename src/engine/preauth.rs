@@ -208,17 +208,13 @@ pub fn acp_plan(
         (_, Some(o), None) => {
             let (t, k) = match o {
                 OrigRef::QueryId(q) => {
-                    if q.is_empty() || q.len() > 40 || !q.bytes().all(|b| b.is_ascii_alphanumeric())
-                    {
-                        return bad("the original's queryId must be 1 to 40 letters or digits");
+                    if let Err(e) = crate::gateway::unionpay::txn::check_orig_query_id(q) {
+                        return Err(PreAuthError::BadInput(format!("--orig-query-id: {e}")));
                     }
                     (json!({"orig_query_id": q}), format!("qid:{q}"))
                 }
                 OrigRef::Order { order_id, txn_time } => {
-                    let n = order_id.len();
-                    if !(8..=40).contains(&n)
-                        || !order_id.bytes().all(|b| b.is_ascii_alphanumeric())
-                    {
+                    if crate::gateway::unionpay::txn::check_order_id(order_id).is_err() {
                         return bad("the original's orderId must be 8 to 40 letters or digits");
                     }
                     (
@@ -999,25 +995,17 @@ impl PreAuthChannel for AcpChannel {
                 format!("the status query shows the {what} failed: {code} {message}"),
                 detail,
             ),
-            Verdict::Unknown { reason } => {
-                let not_found = m.as_ref().and_then(|m| m.get("respCode")) == Some("34");
-                let lost_after = self.gw.config().lost_after_ms as i64;
-                if not_found && now_ms - tt.unix_ms() >= lost_after {
-                    // The gateway's own rule for follow-ups (gateways.acp.lost_after_ms).
-                    Outcome::failed(
-                        format!(
-                            "UnionPay has no record of the {what} {} s after it was sent: it never arrived",
-                            (now_ms - tt.unix_ms()) / 1000
-                        ),
-                        detail,
-                    )
-                } else {
-                    Outcome::unknown(
-                        format!("the status query cannot tell yet: {reason}"),
-                        detail,
-                    )
-                }
-            }
+            // 34 (not found) included, however long after the send: a request that arrived late
+            // or a query that cannot see it yet look the same as one that never arrived
+            // (PROTOCOLS.md §B.3), so it stays unknown and [`settle`] hands it to a person at the
+            // review deadline. Never FAILED by itself, never sent again.
+            Verdict::Unknown { reason } => Outcome::unknown(
+                format!(
+                    "the status query cannot tell yet ({} s after it was sent): {reason}",
+                    (now_ms - tt.unix_ms()) / 1000
+                ),
+                detail,
+            ),
         };
         out.info = json!({"query_id": query_id});
         out.chan_ref = query_id;
@@ -1360,12 +1348,12 @@ mod tests {
         assert_eq!(p.target["orig_txn_time"], "20261122100000");
         let q = acp_plan(
             PreAuthOp::Cancel,
-            Some(&OrigRef::QueryId("Q123".into())),
+            Some(&OrigRef::QueryId("Q12345678901234567890".into())),
             Amount::from_fen(1),
             None,
         )
         .unwrap();
-        assert_eq!(q.target_key, "qid:Q123");
+        assert_eq!(q.target_key, "qid:Q12345678901234567890");
         let code = "6212345678901234567";
         let pa = acp_plan(
             PreAuthOp::PreAuth,
@@ -1412,6 +1400,71 @@ mod tests {
         assert!(matches!(phase(&b("WAIT", "NEW")), Phase::Other(_)));
         assert!(uncertain_code("SYSTEM_ERROR"));
         assert!(!uncertain_code("BAD_BILL_STATE"));
+    }
+
+    #[test]
+    fn an_orig_query_id_that_is_not_21_characters_is_refused_before_the_journal() {
+        for q in ["65240105164725257400", "6524010516472525740081", "Q123"] {
+            let e = acp_plan(
+                PreAuthOp::Cancel,
+                Some(&OrigRef::QueryId(q.into())),
+                Amount::from_fen(100),
+                None,
+            );
+            assert!(
+                matches!(&e, Err(PreAuthError::BadInput(m)) if m.contains("21")),
+                "{q}: {e:?}"
+            );
+        }
+        assert!(
+            acp_plan(
+                PreAuthOp::Cancel,
+                Some(&OrigRef::QueryId("652401051647252574008".into())),
+                Amount::from_fen(100),
+                None,
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn an_acp_operation_unionpay_cannot_find_stays_unknown_however_old() {
+        use crate::gateway::unionpay::gateway::tests::Rig;
+        let rig = Rig::start();
+        let ch = AcpChannel::new(rig.gateway());
+        let (_d, _p, mut j) = journal();
+        // Sent (maybe) ten minutes ago, far past lost_after_ms; UnionPay answers 34.
+        let now = util::now_ms();
+        let sent_at = now - 600_000;
+        let plan = acp_plan(
+            PreAuthOp::Complete,
+            Some(&OrigRef::QueryId("652401051647252574008".into())),
+            Amount::from_fen(8_000),
+            None,
+        )
+        .unwrap();
+        let row = match j
+            .preauth_intent(
+                &NewPreAuth {
+                    request_no: format!("PALOST{}", util::beijing_stamp(now)),
+                    gateway: "acp".into(),
+                    operation: plan.operation,
+                    target: plan.target,
+                    target_key: plan.target_key,
+                    amount: plan.amount,
+                    chan_txn_time: ch.txn_time(sent_at),
+                    code_mask: None,
+                },
+                sent_at,
+            )
+            .unwrap()
+        {
+            Intent::Created(r) => r,
+            x => panic!("{x:?}"),
+        };
+        let out = ch.resolve(&row, now);
+        assert_eq!(out.state, PreAuthState::Unknown, "{out:?}");
+        assert!(out.detail.contains("34"), "{out:?}");
     }
 
     #[test]

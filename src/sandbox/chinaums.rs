@@ -356,9 +356,15 @@ fn order_no(req: &Value) -> String {
 fn query(sb: &Sandbox, req: &Value) -> Value {
     let mut g = sb.lock();
     let no = order_no(req);
-    let Some(o) = g.ledger.get_mut(&no).filter(|o| !o.never_created) else {
+    let Some(o) = g.ledger.get_mut(&no) else {
         return err("ERR_NO_ORDER", "订单不存在");
     };
+    if o.never_created {
+        // The number was closed by a void before any payment arrived: the query says so
+        // positively (已冲正, nothing taken), which is what lets the void count.
+        return json!({"errCode":"00","errInfo":"查询成功","merchantOrderId": no,
+                      "queryResCode":"4","queryResDesc":"已冲正 订单未支付已关闭"});
+    }
     o.queried();
     let (code, desc) = match o.status {
         Status::Paid if o.refunds.is_empty() => ("0", "成功"),
@@ -461,9 +467,8 @@ fn refund_query(sb: &Sandbox, req: &Value) -> Value {
             json!({"errCode":"00","errInfo":"查询成功","queryResCode":"0","queryResInfo":"退货成功",
                           "refundOrderId": r.refund_id, "refundAmount": r.amount_fen})
         }
-        None => {
-            json!({"errCode":"00","errInfo":"查询成功","queryResCode":"5","queryResInfo":"退货不存在"})
-        }
+        // Not found is not "failed": the refund request may still be on its way.
+        None => err("ERR_NO_REFUND", "退货不存在"),
     }
 }
 

@@ -64,7 +64,14 @@ pub struct BillResult {
 }
 
 fn result_of(v: &Value) -> Result<BillResult, UmsError> {
-    let code = text(v, "errCode").unwrap_or_default();
+    // A reply without its code says neither done nor refused: the operation may have been
+    // applied, so the bill query decides (an unknown outcome, not a refusal).
+    let code = match text(v, "errCode") {
+        Some(c) if !c.trim().is_empty() => c,
+        _ => {
+            return Err(UmsError::BadReply("the bills reply has no errCode".into()));
+        }
+    };
     if code != "SUCCESS" {
         return Err(UmsError::Refused {
             code,

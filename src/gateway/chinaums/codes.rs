@@ -8,11 +8,12 @@
 //! - query: `errCode` `00` means the query itself worked; then [`QUERY_RES_CODES`] maps
 //!   `queryResCode` (0 成功, 1 超时, 2 已撤销, 3 已退货, 4 已冲正, 5 失败, FF 未知). A code not in the
 //!   table stays unknown.
-//! - voidpayment: `00` is done; anything else is "try again" (the engine's own window decides
+//! - voidpayment: `00` is only accepted — it counts once the order's query says voided,
+//!   refunded, reversed or failed; anything else is "try again" (the engine's own window decides
 //!   when a void stops being possible and a refund takes over).
 //! - refund: `00` is done; anything else is unknown until query-refund answers.
-//! - query-refund: `queryResCode` `0`/`00` is done; another code on a working query is a failed
-//!   refund (no money moved); a failed query is unknown.
+//! - query-refund: `queryResCode` `0`/`00` is done, `5` (失败) a failed refund (no money moved);
+//!   `1` (超时), `FF` (未知), any other code and a failed query are unknown.
 
 use serde_json::Value;
 
@@ -134,10 +135,12 @@ pub fn query(v: &Value, a: &AttemptRef) -> Reply {
         QueryRes::Unknown => Reply::unknown(format!("queryResCode {code} {desc}")),
         QueryRes::Voided => Reply::Refunded,
         QueryRes::Refunded => {
-            // Refunded in part means it was paid; in full, the money is back.
+            // Refunded in part means it was paid; in full, the money is back. Without the
+            // refunded amount it cannot be told which: not known.
             match fen(v, "refundedAmount") {
                 Some(r) if r < a.amount => check_paid(v, a),
-                _ => Reply::Refunded,
+                Some(_) => Reply::Refunded,
+                None => Reply::unknown("queryResCode 3 (已退货) without refundedAmount"),
             }
         }
         QueryRes::ReversedNoCharge | QueryRes::Failed => Reply::Failed {
@@ -171,15 +174,26 @@ pub fn refund_query(v: &Value) -> RefundOutcome {
             why: format!("query-refund did not work: {}", detail(v)),
         };
     }
-    match text(v, "queryResCode").as_deref() {
+    let code = text(v, "queryResCode");
+    let info = || {
+        text(v, "queryResInfo")
+            .or_else(|| text(v, "queryResDesc"))
+            .unwrap_or_default()
+    };
+    match code.as_deref() {
         Some("0") | Some("00") => RefundOutcome::Done {
             chan_refund_no: text(v, "refundOrderId"),
         },
-        Some(c) => RefundOutcome::Failed {
-            code: c.to_string(),
-            reason: text(v, "queryResInfo")
-                .or_else(|| text(v, "queryResDesc"))
-                .unwrap_or_else(|| "refund not done".into()),
+        // 5 失败 is the family's only definite failure (PROTOCOLS.md §D.4 [QRC]); 1 超时 and
+        // FF 未知 say the state is not known, and a code outside the table proves nothing.
+        Some("5") => RefundOutcome::Failed {
+            code: "5".into(),
+            reason: Some(info())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "失败".into()),
+        },
+        Some(c) => RefundOutcome::Unknown {
+            why: format!("query-refund queryResCode {c:?} {}: not known yet", info()),
         },
         None => RefundOutcome::Unknown {
             why: "a query-refund reply without queryResCode".into(),
@@ -247,6 +261,9 @@ mod tests {
         );
         let full = json!({"errCode":"00","queryResCode":"3","amount":1200,"refundedAmount":1200});
         assert_eq!(query(&full, &a()), Reply::Refunded);
+        // Refunded, but how much is not said: neither paid nor refunded is proven.
+        let vague = json!({"errCode":"00","queryResCode":"3","amount":1200});
+        assert!(matches!(query(&vague, &a()), Reply::Unknown { .. }));
         assert!(matches!(
             query(&json!({"errCode":"ERR","queryResCode":"0"}), &a()),
             Reply::Unknown { .. }
@@ -277,5 +294,10 @@ mod tests {
             refund_query(&json!({"errCode":"9"})),
             RefundOutcome::Unknown { .. }
         ));
+        // The family's own words for "not known": 1 超时, FF 未知; and a code not in the table.
+        for c in ["1", "FF", "7", ""] {
+            let q = refund_query(&json!({"errCode":"00","queryResCode":c}));
+            assert!(matches!(q, RefundOutcome::Unknown { .. }), "{c}: {q:?}");
+        }
     }
 }

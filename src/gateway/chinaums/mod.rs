@@ -551,12 +551,36 @@ impl Gateway for ChinaUms {
         m.insert("merchantRemark".into(), json!("payterm void"));
         match self.gw_call(&self.poslink("voidpayment"), m) {
             Ok(v) if codes::void_done(&v) => {
-                // The void reply does not say whether money went back; the order's state does.
-                let action = match self.query_value(a).map(|q| codes::query(&q, a)) {
-                    Ok(Reply::Refunded) => ReverseAction::Refund,
-                    _ => ReverseAction::Close,
-                };
-                GatewayReply::new(Reply::Reversed(action), codes::detail(&v))
+                // The void reply says neither whether it took effect nor whether money went
+                // back; only the order's queryResCode proves it: 2 已撤销 / 3 已退货 in full (the
+                // money went back), 4 已冲正 / 5 失败 (none was taken). Anything else — still
+                // paid, 1/FF, a failed or unbelievable query — is not known yet: void again.
+                let detail = codes::detail(&v);
+                match self
+                    .query_value(a)
+                    .map(|q| (codes::query(&q, a), codes::detail(&q)))
+                {
+                    Ok((Reply::Refunded, d)) => GatewayReply::new(
+                        Reply::Reversed(ReverseAction::Refund),
+                        format!("{detail}; query: {d}"),
+                    ),
+                    Ok((Reply::Failed { .. }, d)) => GatewayReply::new(
+                        Reply::Reversed(ReverseAction::Close),
+                        format!("{detail}; query: {d}"),
+                    ),
+                    Ok((r, d)) => GatewayReply::new(
+                        Reply::RetryLater {
+                            why: format!("void accepted, but the order reads {}", r.describe()),
+                        },
+                        format!("{detail}; query: {d}"),
+                    ),
+                    Err(g) => GatewayReply::new(
+                        Reply::RetryLater {
+                            why: format!("void accepted, not confirmed: {}", g.detail),
+                        },
+                        format!("{detail}; query: {}", g.detail),
+                    ),
+                }
             }
             Ok(v) => GatewayReply::new(
                 Reply::RetryLater {

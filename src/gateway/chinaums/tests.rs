@@ -337,3 +337,88 @@ fn preauth_cancel_sends_the_seed_fields_and_reads_the_bill() {
     };
     assert!(matches!(g.preauth_cancel(&bad), Err(UmsError::Build(_))));
 }
+
+#[test]
+fn a_void_counts_only_when_the_query_says_voided_closed_or_refunded() {
+    let voided = || signed(json!({"errCode":"00"}));
+    let (g, _) = client(
+        "body_sig",
+        vec![
+            // The follow-up query gets no reply.
+            voided(),
+            Err(TransportError::NoReply {
+                host: "x".into(),
+                why: "timeout".into(),
+            }),
+            // The query still says paid.
+            voided(),
+            signed(
+                json!({"errCode":"00","queryResCode":"0","merchantOrderId":"T0126112210000001","amount":1250}),
+            ),
+            // The query itself did not work.
+            voided(),
+            signed(json!({"errCode":"XX"})),
+            // Not JSON.
+            voided(),
+            Ok(HttpResponse {
+                status: 200,
+                body: b"<html>".to_vec(),
+                authorization: None,
+            }),
+            // 已冲正 and 失败: no money was taken.
+            voided(),
+            signed(json!({"errCode":"00","queryResCode":"4"})),
+            voided(),
+            signed(json!({"errCode":"00","queryResCode":"5"})),
+            // 已撤销: the money went back.
+            voided(),
+            signed(json!({"errCode":"00","queryResCode":"2","amount":1250})),
+        ],
+        Arc::new(AtomicI64::new(T0)),
+    );
+    for what in ["no reply", "still paid", "query failed", "not JSON"] {
+        let r = g.reverse(&attempt()).reply;
+        assert!(
+            matches!(r, Reply::RetryLater { .. } | Reply::Unknown { .. }),
+            "{what}: {r:?}"
+        );
+    }
+    for _ in 0..2 {
+        assert_eq!(
+            g.reverse(&attempt()).reply,
+            Reply::Reversed(ReverseAction::Close)
+        );
+    }
+    assert_eq!(
+        g.reverse(&attempt()).reply,
+        Reply::Reversed(ReverseAction::Refund)
+    );
+}
+
+#[test]
+fn a_bills_reply_without_err_code_proves_nothing() {
+    let mut c = cfg("body_sig");
+    c.bills = Some(BillsConfig {
+        mid: "89844035541APR4".into(),
+        tid: "APR40001".into(),
+        inst_mid: "QRPAYDEFAULT".into(),
+    });
+    let t = Arc::new(Canned {
+        replies: Mutex::new(vec![
+            signed(json!({"billStatus":"CLOSED"})),
+            signed(json!({"errCode":"","billStatus":"CLOSED"})),
+        ]),
+        sent: Mutex::new(vec![]),
+    });
+    let g = ChinaUms::with_parts(c, KEY.into(), t, Arc::new(|| T0));
+    let r = PreAuthRef {
+        bill_no: "124F2023071912021792962162".into(),
+        bill_date: "2023-07-19".into(),
+        mer_order_id: "124F20230719120217929621620".into(),
+        auth_id_resp_cd: "000665".into(),
+    };
+    for _ in 0..2 {
+        let e = g.preauth_cancel(&r);
+        assert!(matches!(e, Err(UmsError::BadReply(_))), "{e:?}");
+    }
+}

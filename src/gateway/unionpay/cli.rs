@@ -687,6 +687,19 @@ pub enum AcpPreAuthCmd {
     CompleteUndo,
 }
 
+/// A refund id typed for an order of `gateway`: the ACP-family gateways (`acp`, and `upapi`,
+/// whose refunds are ACP refunds) send it as the refund's `orderId`, 8 to 40 letters or digits.
+/// Checked before the refund is journaled, so that a bad id is refused with exit 1 instead of
+/// being journaled FAILED. Other gateways' rules are the engine's.
+pub fn check_refund_id(gateway: &str, refund_id: &str) -> Result<(), String> {
+    if !matches!(gateway, "acp" | "upapi") {
+        return Ok(());
+    }
+    super::txn::check_order_id(refund_id).map_err(|e| {
+        format!("--refund-id {refund_id:?}: an ACP refund's {e}; nothing was journaled or sent")
+    })
+}
+
 /// The original a follow-up refers to, as typed: its queryId, or its orderId and txnTime.
 #[derive(Clone, Debug, Default)]
 pub struct OrigArgs {

@@ -108,8 +108,11 @@ pub struct AcpConfig {
     /// Status queries that confirm an accepted undo/refund/pre-auth within the same call.
     #[serde(default = "default_confirm")]
     pub confirm_delays_ms: Vec<u64>,
-    /// A follow-up that status queries still cannot find (34) this long after it was sent is
-    /// taken as never arrived and may be sent again.
+    /// No longer used, and kept only so that existing configurations still load. It once made a
+    /// follow-up that status queries could not find (34) this long after it was sent count as
+    /// "never arrived" and be sent again under a new txnTime — a second refund on a later
+    /// clearing day if the first had arrived after all. 34 proves nothing (PROTOCOLS.md §B.3):
+    /// such a follow-up now stays unknown and is asked about until a person settles it.
     #[serde(default = "default_lost_after")]
     pub lost_after_ms: u64,
     /// Where follow-up identities are recorded; default: `acp-followups.jsonl` beside the
@@ -378,7 +381,8 @@ pub enum FollowUpState {
     Sent,
     /// Confirmed by a verified reply or status query.
     Done,
-    /// Definitely not processed (refused, busy, or never arrived): may be sent again.
+    /// A signed reply or status query said it failed: it did not and will not take effect.
+    /// Never set for a follow-up UnionPay merely cannot find (34) or answered "busy".
     Failed,
 }
 
@@ -997,16 +1001,21 @@ impl AcpGateway {
         format!("refund:{no}")
     }
 
-    /// What a stored follow-up came to, asking UnionPay when it is not known yet. A follow-up
-    /// that stays unfindable (34) past `lost_after_ms` is marked failed (never arrived).
+    /// What a stored follow-up came to, asking UnionPay (by its own orderId and txnTime) when it
+    /// is not known yet. Only a verified query decides: "not found" (34), however long after it
+    /// was sent, leaves it unknown, since a request that arrived late, or a query that cannot see
+    /// it yet, looks the same as one that never arrived.
     fn settle_follow_up(&self, f: &FollowUp) -> (FollowUp, Option<VerifiedMessage>) {
         let mut f = f.clone();
         if f.state != FollowUpState::Sent {
             return (f, None);
         }
         let Some(tt) = TxnTime::parse(&f.txn_time) else {
-            f.state = FollowUpState::Failed;
-            f.note = "unreadable txnTime in the record".into();
+            // Our own record is damaged: UnionPay cannot be asked, so a person decides.
+            f.note = format!(
+                "unreadable txnTime {:?} in the record; check {} with UnionPay",
+                f.txn_time, f.order_id
+            );
             return (f, None);
         };
         let (v, m) = self.status(&f.order_id, tt);
@@ -1014,15 +1023,7 @@ impl AcpGateway {
         match v {
             Verdict::Done => f.note = m.as_ref().map(resp_detail).unwrap_or_default(),
             Verdict::Failed { .. } => {}
-            Verdict::Unknown { reason } => {
-                let not_found = m.as_ref().and_then(|m| m.get("respCode")) == Some("34");
-                if not_found && self.now_ms() - f.at_ms > self.cfg.lost_after_ms as i64 {
-                    f.state = FollowUpState::Failed;
-                    f.note = "never arrived (still not found)".into();
-                } else {
-                    f.note = reason;
-                }
-            }
+            Verdict::Unknown { reason } => f.note = reason,
         }
         if f.state != FollowUpState::Sent {
             self.keep(f.clone());
@@ -1116,9 +1117,10 @@ impl AcpGateway {
                 mark(FollowUpState::Failed, "outside the undo window");
                 GatewayReply::new(Reply::WindowClosed, detail)
             }
-            "03" | "04" | "05" | "12" => GatewayReply::new(
+            // No code is no answer: the undo may have been processed; its query decides.
+            "" | "03" | "04" | "05" | "12" => GatewayReply::new(
                 Reply::RetryLater {
-                    why: format!("undo result not known ({code})"),
+                    why: format!("undo result not known ({})", or_none(&code)),
                 },
                 detail,
             ),
@@ -1175,12 +1177,14 @@ impl AcpGateway {
         let detail = format!("reversal (outcome was unknown: {why}): {}", resp_detail(&m));
         let code = m.get("respCode").unwrap_or("");
         match code {
-            // The consume is void; whatever the issuer had debited goes back the same day.
-            "00" | "A6" => GatewayReply::new(Reply::Reversed(ReverseAction::Close), detail),
+            // A back-end 00 means accepted, not done (PROTOCOLS.md §B.2): as with the undo, only
+            // a status query of the original consume (the reversal carries its orderId and
+            // txnTime) proves it void.
+            "00" | "A6" => self.confirm_reversal(a, orig_tt, detail),
             "39" => GatewayReply::new(Reply::WindowClosed, detail),
-            "03" | "04" | "05" | "06" | "12" => GatewayReply::new(
+            "" | "03" | "04" | "05" | "06" | "12" => GatewayReply::new(
                 Reply::RetryLater {
-                    why: format!("reversal not confirmed ({code})"),
+                    why: format!("reversal not confirmed ({})", or_none(code)),
                 },
                 detail,
             ),
@@ -1196,16 +1200,45 @@ impl AcpGateway {
         }
     }
 
+    /// After an accepted reversal: the confirmation queries of the original consume decide. A
+    /// consume that now reads failed (origRespCode other than 00/A6/03/04/05) is void; one that
+    /// reads paid was not reversed (the next reverse finds it paid and undoes it); anything
+    /// else (34, in progress, no trustworthy reply) is not known yet.
+    fn confirm_reversal(&self, a: &AttemptRef, orig_tt: TxnTime, detail: String) -> GatewayReply {
+        let (v, q) = self.confirm(&a.out_trade_no, orig_tt);
+        let detail = match &q {
+            Some(q) => format!("{detail}; confirmed: {}", resp_detail(q)),
+            None => detail,
+        };
+        match v {
+            // The consume is void; whatever the issuer had debited goes back the same day.
+            Verdict::Failed { .. } => {
+                GatewayReply::new(Reply::Reversed(ReverseAction::Close), detail)
+            }
+            Verdict::Done => GatewayReply::new(
+                Reply::RetryLater {
+                    why: "reversal accepted, but the consume still reads paid".into(),
+                },
+                detail,
+            ),
+            Verdict::Unknown { reason } => GatewayReply::new(
+                Reply::RetryLater {
+                    why: format!("reversal accepted, not yet confirmed: {reason}"),
+                },
+                detail,
+            ),
+        }
+    }
+
     fn refund_outcome(f: &FollowUp) -> RefundOutcome {
         match f.state {
             FollowUpState::Done => RefundOutcome::Done {
                 chan_refund_no: f.query_id.clone(),
             },
-            FollowUpState::Failed => RefundOutcome::Unknown {
-                why: format!(
-                    "refund {} was not processed ({}); it will be sent again",
-                    f.order_id, f.note
-                ),
+            // A verified failure: this refund number is spent; a new refund needs a new one.
+            FollowUpState::Failed => RefundOutcome::Failed {
+                code: "refund".into(),
+                reason: format!("refund {} failed: {}", f.order_id, f.note),
             },
             FollowUpState::Sent => RefundOutcome::Processing,
         }
@@ -1226,13 +1259,20 @@ fn original(txn_time: TxnTime, amount: Amount) -> super::txn::Original {
 /// How a follow-up names the consume it applies to: by UnionPay's `queryId` when known, else
 /// by our orderId and the txnTime it was sent with.
 fn orig_ref(a: &AttemptRef, orig_tt: TxnTime, query_id: Option<String>) -> OrigRef {
-    match query_id {
+    // origQryId is AN21: any other queryId would make the follow-up unbuildable, while our own
+    // orderId and txnTime always name the consume.
+    match query_id.filter(|q| super::txn::check_orig_query_id(q).is_ok()) {
         Some(q) => OrigRef::QueryId(q),
         None => OrigRef::Order {
             order_id: a.out_trade_no.clone(),
             txn_time: orig_tt,
         },
     }
+}
+
+/// A respCode for a sentence, "no respCode" when the reply had none.
+fn or_none(code: &str) -> &str {
+    if code.is_empty() { "no respCode" } else { code }
 }
 
 fn refused_locally(r: Refused) -> GatewayReply {
@@ -1449,11 +1489,12 @@ impl Gateway for AcpGateway {
 
     fn refund(&self, a: &AttemptRef, r: &RefundRef) -> RefundOutcome {
         let key = Self::refund_key(&r.out_refund_no);
+        // A refund number once sent is resolved by querying that request (its orderId and
+        // txnTime), never sent again: a second send carries a new txnTime, which UnionPay takes
+        // as a second refund — on a later clearing day, a second payout.
         if let Some(prev) = self.store.latest(&key) {
             let (f, _) = self.settle_follow_up(&prev);
-            if f.state != FollowUpState::Failed {
-                return Self::refund_outcome(&f);
-            }
+            return Self::refund_outcome(&f);
         }
         let Some(orig_tt) = TxnTime::parse(&a.chan_txn_time) else {
             return RefundOutcome::Failed {
@@ -1514,12 +1555,15 @@ impl Gateway for AcpGateway {
                     _ => Self::refund_outcome(&f),
                 }
             }
-            "06" => {
-                mark(FollowUpState::Failed, "busy".into());
-                RefundOutcome::Unknown {
-                    why: "UnionPay is busy (06); the refund will be sent again".into(),
-                }
-            }
+            // "Busy" and no code at all prove nothing about whether it was processed: it stays
+            // recorded as sent and its own status query decides.
+            "" | "06" => RefundOutcome::Unknown {
+                why: format!(
+                    "refund {} answered {}: outcome unknown; its status query (orderId and txnTime {tt}) will tell",
+                    r.out_refund_no,
+                    or_none(&code)
+                ),
+            },
             "03" | "04" | "05" | "12" => RefundOutcome::Processing,
             _ => {
                 mark(FollowUpState::Failed, format!("{code} {msg}"));
@@ -1556,13 +1600,7 @@ impl Gateway for AcpGateway {
                         code,
                         reason: message,
                     },
-                    Verdict::Unknown { reason } => {
-                        let (g, _) = self.settle_follow_up(&prev);
-                        if g.state == FollowUpState::Failed {
-                            return Self::refund_outcome(&g);
-                        }
-                        return RefundOutcome::Unknown { why: reason };
-                    }
+                    Verdict::Unknown { reason } => return RefundOutcome::Unknown { why: reason },
                 };
                 if f != prev {
                     self.keep(f);
@@ -1690,6 +1728,21 @@ lost_after_ms = 500
         }
 
         pub(crate) fn gateway_with(&self, clock: Option<Clock>) -> AcpGateway {
+            let cfg = self.config();
+            let t = Timeouts {
+                connect: Duration::from_millis(cfg.connect_timeout_ms),
+                total: Duration::from_millis(cfg.timeout_ms),
+            };
+            self.gateway_on(Arc::new(UreqTransport::new(t)), clock)
+        }
+
+        /// The gateway sending through `transport` (an [`Intercept`] in the tests of replies
+        /// the sandbox does not make).
+        pub(crate) fn gateway_on(
+            &self,
+            transport: Arc<dyn Transport>,
+            clock: Option<Clock>,
+        ) -> AcpGateway {
             let d = sandbox_dir();
             let enc = self.dir.path().join("enc.cer");
             if !enc.exists() {
@@ -1707,15 +1760,10 @@ lost_after_ms = 500
                 encrypt_cert: EncryptionCert::new(Certificate::load(&enc).unwrap()),
                 encrypt_cert_path: Some(enc),
             };
-            let cfg = self.config();
-            let t = Timeouts {
-                connect: Duration::from_millis(cfg.connect_timeout_ms),
-                total: Duration::from_millis(cfg.timeout_ms),
-            };
             let g = AcpGateway::new(
-                cfg,
+                self.config(),
                 keys,
-                Arc::new(UreqTransport::new(t)),
+                transport,
                 Some(self.dir.path().join("followups.jsonl")),
             )
             .unwrap();
@@ -1729,6 +1777,24 @@ lost_after_ms = 500
             self.gateway_with(None)
         }
 
+        /// A gateway whose requests pass through `rule` first (see [`Intercept`]).
+        pub(crate) fn intercepted(
+            &self,
+            rule: impl FnMut(&super::super::AcpMessage) -> Act + Send + 'static,
+        ) -> (AcpGateway, Arc<Intercept>) {
+            let cfg = self.config();
+            let t = Arc::new(Intercept {
+                inner: UreqTransport::new(Timeouts {
+                    connect: Duration::from_millis(cfg.connect_timeout_ms),
+                    total: Duration::from_millis(cfg.timeout_ms),
+                }),
+                sb: self.sb.lock().cfg.acp.clone().unwrap(),
+                rule: Mutex::new(Box::new(rule)),
+                seen: Mutex::new(vec![]),
+            });
+            (self.gateway_on(t.clone(), None), t)
+        }
+
         pub(crate) fn ledger_status(&self, no: &str) -> Option<String> {
             let g = self.sb.lock();
             g.ledger
@@ -1739,6 +1805,92 @@ lost_after_ms = 500
         pub(crate) fn advance(&self, ms: i64) {
             self.sb.lock().clock.advance(ms);
         }
+    }
+
+    /// What [`Intercept`] does with one request.
+    pub(crate) enum Act {
+        /// Send it on to the sandbox.
+        Forward,
+        /// Answer these fields, signed as the sandbox signs, without sending it on.
+        Reply(Vec<(String, String)>),
+        /// Lose it: it never arrives and nothing answers.
+        Lose,
+    }
+
+    /// A transport in front of the sandbox that answers some requests itself, with replies the
+    /// sandbox's scenarios do not make (a signed "busy" to a refund, a reply without respCode,
+    /// an accepted reversal that did nothing), and records every request.
+    pub(crate) struct Intercept {
+        inner: UreqTransport,
+        sb: crate::sandbox::acp::AcpSandboxConfig,
+        #[allow(clippy::type_complexity)]
+        rule: Mutex<Box<dyn FnMut(&super::super::AcpMessage) -> Act + Send>>,
+        /// (txnType, orderId, txnTime) of every request, in order.
+        pub seen: Mutex<Vec<(String, String, String)>>,
+    }
+
+    impl Intercept {
+        /// The requests of `txn_type` for `order_id`, as (orderId, txnTime).
+        pub(crate) fn sent(&self, txn_type: &str, order_id: &str) -> Vec<String> {
+            self.seen
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(t, o, _)| t == txn_type && o == order_id)
+                .map(|(_, _, tt)| tt.clone())
+                .collect()
+        }
+    }
+
+    impl Transport for Intercept {
+        fn post(
+            &self,
+            req: &HttpRequest,
+        ) -> Result<
+            crate::gateway::transport::HttpResponse,
+            crate::gateway::transport::TransportError,
+        > {
+            let body = String::from_utf8_lossy(&req.body).to_string();
+            let Ok(m) = super::super::AcpMessage::parse_form(&body) else {
+                return self.inner.post(req);
+            };
+            let get = |k: &str| m.get(k).unwrap_or("").to_string();
+            self.seen
+                .lock()
+                .unwrap()
+                .push((get("txnType"), get("orderId"), get("txnTime")));
+            let act = (self.rule.lock().unwrap())(&m);
+            match act {
+                Act::Forward => self.inner.post(req),
+                Act::Lose => Err(crate::gateway::transport::TransportError::NoReply {
+                    host: "sandbox".into(),
+                    why: "lost by the test".into(),
+                }),
+                Act::Reply(f) => Ok(crate::gateway::transport::HttpResponse {
+                    status: 200,
+                    body: crate::sandbox::acp::signed_raw_as(
+                        &self.sb,
+                        f,
+                        false,
+                        crate::sandbox::acp::ReplySign::Cert,
+                    )
+                    .into_bytes(),
+                    authorization: None,
+                }),
+            }
+        }
+    }
+
+    /// The sandbox's reply fields to `m` with `code`, or with no respCode at all (`None`).
+    pub(crate) fn reply_to(
+        m: &super::super::AcpMessage,
+        code: Option<&str>,
+    ) -> Vec<(String, String)> {
+        let mut f = crate::sandbox::acp::with_code(m, code.unwrap_or("00"), "test");
+        if code.is_none() {
+            f.retain(|(k, _)| k != "respCode" && k != "respMsg");
+        }
+        f
     }
 
     static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -2164,6 +2316,186 @@ back_url = "https://example.com/acp/notify"
             recs.iter()
                 .any(|r| r.order_id == a.out_trade_no && r.amount == a.amount),
             "{recs:?}"
+        );
+    }
+
+    fn paid(g: &AcpGateway, fen: u64) -> AttemptRef {
+        let a = attempt(fen, crate::util::now_ms());
+        g.pay(&a, &code());
+        assert_eq!(g.query(&a).reply, Reply::Paid);
+        a
+    }
+
+    fn refund_of(a: &AttemptRef, n: u32, fen: u64) -> RefundRef {
+        RefundRef {
+            out_refund_no: format!("{}R{n}", a.out_trade_no),
+            amount: Amount::from_fen(fen),
+            order_total: a.amount,
+        }
+    }
+
+    #[test]
+    fn a_refund_unionpay_cannot_find_stays_unknown_and_is_never_sent_again() {
+        let rig = Rig::start();
+        // The first refund request is lost on the way: it never arrives, so queries say 34.
+        let mut lost = false;
+        let (g, t) = rig.intercepted(move |m| {
+            if m.get("txnType") == Some("04") && !lost {
+                lost = true;
+                return Act::Lose;
+            }
+            Act::Forward
+        });
+        let a = paid(&g, 1000);
+        let r = refund_of(&a, 1, 300);
+        assert!(matches!(g.refund(&a, &r), RefundOutcome::Unknown { .. }));
+        // Long past lost_after_ms (500 ms here), UnionPay still cannot find it.
+        std::thread::sleep(Duration::from_millis(700));
+        for _ in 0..2 {
+            let again = g.refund(&a, &r);
+            assert!(
+                matches!(
+                    again,
+                    RefundOutcome::Processing | RefundOutcome::Unknown { .. }
+                ),
+                "{again:?}"
+            );
+            let q = g.refund_query(&a, &r.out_refund_no);
+            assert!(
+                matches!(q, RefundOutcome::Processing | RefundOutcome::Unknown { .. }),
+                "{q:?}"
+            );
+        }
+        assert_eq!(
+            t.sent("04", &r.out_refund_no).len(),
+            1,
+            "a refund is never sent again with a new txnTime"
+        );
+        assert_eq!(
+            rig.sb
+                .lock()
+                .ledger
+                .get(&a.out_trade_no)
+                .unwrap()
+                .refunded_fen(),
+            0
+        );
+    }
+
+    #[test]
+    fn an_undo_unionpay_cannot_find_stays_unknown_and_no_new_undo_is_sent() {
+        let rig = Rig::start();
+        let mut lost = false;
+        let (g, t) = rig.intercepted(move |m| {
+            if m.get("txnType") == Some("31") && !lost {
+                lost = true;
+                return Act::Lose;
+            }
+            Act::Forward
+        });
+        let a = paid(&g, 1200);
+        assert!(matches!(g.reverse(&a).reply, Reply::Unknown { .. }));
+        std::thread::sleep(Duration::from_millis(700));
+        let r = g.reverse(&a);
+        assert!(matches!(r.reply, Reply::RetryLater { .. }), "{r:?}");
+        let undos = t
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(ty, _, _)| ty == "31")
+            .count();
+        assert_eq!(undos, 1, "no second undo while the first is not found");
+        assert_eq!(rig.ledger_status(&a.out_trade_no).as_deref(), Some("PAID"));
+    }
+
+    #[test]
+    fn an_accepted_reversal_counts_only_once_a_query_confirms_it() {
+        let rig = Rig::start();
+        // UnionPay answers 00 to the reversal but nothing it does shows yet: the status query
+        // still cannot find the consume (55: its request never arrived).
+        let (g, t) = rig.intercepted(|m| match m.get("txnType") {
+            Some("99") => Act::Reply(reply_to(m, Some("00"))),
+            _ => Act::Forward,
+        });
+        let a = attempt(1455, crate::util::now_ms());
+        g.pay(&a, &code());
+        let r = g.reverse(&a);
+        assert!(
+            matches!(r.reply, Reply::RetryLater { .. } | Reply::Unknown { .. }),
+            "a 00 to a reversal proves nothing until a query shows the consume void: {r:?}"
+        );
+        assert!(!t.sent("00", &a.out_trade_no).is_empty(), "it asked");
+        // The same without the interception: the sandbox's query shows the consume failed
+        // (reversed), which is the proof.
+        let g = rig.gateway();
+        let a = attempt(1555, crate::util::now_ms());
+        g.pay(&a, &code());
+        let r = g.reverse(&a);
+        assert_eq!(r.reply, Reply::Reversed(ReverseAction::Close), "{r:?}");
+        assert!(r.detail.contains("origRespCode"), "{}", r.detail);
+    }
+
+    #[test]
+    fn a_refund_answered_busy_or_without_a_code_is_unknown_and_resolved_by_its_own_query() {
+        for code in [Some("06"), None] {
+            let rig = Rig::start();
+            let mut first = true;
+            let (g, t) = rig.intercepted(move |m| {
+                if m.get("txnType") == Some("04") && first {
+                    first = false;
+                    return Act::Reply(reply_to(m, code));
+                }
+                Act::Forward
+            });
+            let a = paid(&g, 1000);
+            let r = refund_of(&a, 1, 400);
+            let out = g.refund(&a, &r);
+            assert!(
+                matches!(
+                    out,
+                    RefundOutcome::Unknown { .. } | RefundOutcome::Processing
+                ),
+                "{code:?}: {out:?}"
+            );
+            // Settling it (as recovery does) asks about the same orderId and txnTime.
+            let again = g.refund(&a, &r);
+            assert!(
+                matches!(
+                    again,
+                    RefundOutcome::Unknown { .. } | RefundOutcome::Processing
+                ),
+                "{code:?}: {again:?}"
+            );
+            let sent = t.sent("04", &r.out_refund_no);
+            assert_eq!(sent.len(), 1, "{code:?}: never a second refund: {sent:?}");
+            let queried = t.sent("00", &r.out_refund_no);
+            assert!(
+                !queried.is_empty() && queried.iter().all(|tt| *tt == sent[0]),
+                "{code:?}: queried by the refund's own txnTime: {queried:?} vs {sent:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_undo_or_reversal_reply_without_a_code_is_not_a_refusal() {
+        let rig = Rig::start();
+        let (g, _) = rig.intercepted(|m| match m.get("txnType") {
+            Some("31") | Some("99") => Act::Reply(reply_to(m, None)),
+            _ => Act::Forward,
+        });
+        let a = paid(&g, 1300);
+        let r = g.reverse(&a);
+        assert!(
+            matches!(r.reply, Reply::RetryLater { .. } | Reply::Unknown { .. }),
+            "undo: {r:?}"
+        );
+        let b = attempt(1655, crate::util::now_ms());
+        g.pay(&b, &code());
+        let r = g.reverse(&b);
+        assert!(
+            matches!(r.reply, Reply::RetryLater { .. } | Reply::Unknown { .. }),
+            "reversal: {r:?}"
         );
     }
 }

@@ -190,6 +190,10 @@ pub enum BuildError {
     BadQrNo,
     #[error("settleDate must be MMDD")]
     BadSettleDate,
+    #[error(
+        "origQryId must be the original's 21-character queryId (letters and digits), got {0} characters"
+    )]
+    BadOrigQueryId(usize),
     #[error(transparent)]
     Sign(#[from] SignError),
 }
@@ -228,10 +232,22 @@ impl fmt::Debug for SignedRequest {
 /// `Content-Type` of every ACP request.
 pub const CONTENT_TYPE: &str = "application/x-www-form-urlencoded;charset=UTF-8";
 
-fn check_order_id(id: &str) -> Result<(), BuildError> {
+/// An `orderId` as ACP takes it (8 to 40 letters or digits): checked where an id is typed, so
+/// that a bad one is refused before anything is journaled, and again when a request is built.
+pub fn check_order_id(id: &str) -> Result<(), BuildError> {
     let n = id.chars().count();
     if !(8..=40).contains(&n) || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(BuildError::BadOrderId(n));
+    }
+    Ok(())
+}
+
+/// `origQryId` is AN21 (seed 002, 消费撤销 request fields): any other length is a typing mistake
+/// that UnionPay would refuse after it was signed, sent and journaled.
+pub fn check_orig_query_id(q: &str) -> Result<(), BuildError> {
+    let n = q.chars().count();
+    if n != 21 || !q.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(BuildError::BadOrigQueryId(n));
     }
     Ok(())
 }
@@ -339,6 +355,9 @@ impl AcpTxn {
             | AcpTxn::PreAuthUndo { orig, amount }
             | AcpTxn::PreAuthComplete { orig, amount }
             | AcpTxn::PreAuthCompleteUndo { orig, amount } => {
+                if let OrigRef::QueryId(q) = orig {
+                    check_orig_query_id(q)?;
+                }
                 money(amount, &mut put)?;
                 orig_fields(orig, &mut put);
             }
@@ -879,6 +898,24 @@ mod tests {
             f.build(&m, "pay20240105145046", tt),
             Err(BuildError::BadSettleDate)
         );
+        // origQryId is AN21: a shorter or longer one is never signed.
+        for q in [
+            "65240105164725257400",
+            "6524010516472525740081",
+            "65240105164725257400-",
+        ] {
+            let undo = AcpTxn::ConsumeUndo {
+                orig: OrigRef::QueryId(q.into()),
+                amount: Amount::from_fen(100),
+            };
+            assert!(
+                matches!(
+                    undo.build(&m, "undo20240105145046", tt),
+                    Err(BuildError::BadOrigQueryId(_))
+                ),
+                "{q}"
+            );
+        }
     }
 
     #[test]

@@ -541,7 +541,11 @@ impl Upapi {
         m.insert("planId".into(), json!(self.cfg.plan_id));
         let p = self.call("contract.info", m)?;
         let id = s(&p, "contractId").unwrap_or_default();
-        Ok(match s(&p, "contractStatus").unwrap_or_default().as_str() {
+        // The documented "not signed" is an empty contractStatus; a reply without the field
+        // says nothing about the contract, and must not relieve it.
+        let status = s(&p, "contractStatus")
+            .ok_or_else(|| UpapiError::BadReply("contract.info without contractStatus".into()))?;
+        Ok(match status.as_str() {
             "" => ContractStatus::NotSigned,
             "1" => ContractStatus::Signed { contract_id: id },
             "3" => ContractStatus::Terminated { contract_id: id },
@@ -611,4 +615,4 @@ pub fn notice_reply(recorded: bool) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::gateway::HttpResponse;
 
-struct Canned {
+pub(crate) struct Canned {
     replies: Mutex<Vec<Value>>,
     sent: Mutex<Vec<(String, Value)>>,
 }
@@ -57,7 +57,7 @@ notify_cert = "c"
     .unwrap()
 }
 
-fn client(replies: Vec<Value>, clock: Arc<AtomicI64>) -> (Upapi, Arc<Canned>) {
+pub(crate) fn client(replies: Vec<Value>, clock: Arc<AtomicI64>) -> (Upapi, Arc<Canned>) {
     let t = Arc::new(Canned {
         replies: Mutex::new(replies),
         sent: Mutex::new(vec![]),
@@ -75,7 +75,7 @@ fn client(replies: Vec<Value>, clock: Arc<AtomicI64>) -> (Upapi, Arc<Canned>) {
     (u, t)
 }
 
-fn ok(params: Value) -> Value {
+pub(crate) fn ok(params: Value) -> Value {
     json!({"resp": "00", "msg": "成功", "params": params})
 }
 
@@ -268,4 +268,21 @@ fn config_problems_are_explained() {
             .any(|(f, _)| f == "gateways.upapi.offline.per_customer"),
         "{p:?}"
     );
+}
+
+#[test]
+fn a_contract_reply_without_its_status_says_nothing_about_the_contract() {
+    let b = || ok(json!({"backendToken": "B", "expiresIn": 7200}));
+    let (u, _) = client(
+        vec![
+            b(),
+            ok(json!({"contractId": "C1"})),
+            ok(json!({"contractId": "C1", "contractStatus": ""})),
+        ],
+        Arc::new(AtomicI64::new(T0)),
+    );
+    let e = u.contract_info("O");
+    assert!(matches!(e, Err(UpapiError::BadReply(_))), "{e:?}");
+    // The documented empty status: not signed.
+    assert_eq!(u.contract_info("O").unwrap(), ContractStatus::NotSigned);
 }
