@@ -1408,6 +1408,13 @@ impl Gateway for AcpGateway {
             };
             return unknown(why);
         };
+        if m.get("respCode") == Some("34") {
+            // 34: UnionPay has no such consume (yet). The machine believes that only once the
+            // pay request can no longer create it (`not_found_final_after_ms`).
+            let mut g = GatewayReply::new(Reply::NotFound, resp_detail(&m));
+            g.chan_trade_no = m.get("queryId").map(str::to_string);
+            return g;
+        }
         consume_reply(v, &m, || {
             match m.get("txnAmt").and_then(Amount::parse_fen) {
                 Some(x) if x == a.amount => Reply::Paid,
@@ -2039,12 +2046,13 @@ back_url = "https://example.com/acp/notify"
         g.pay(&a, &code());
         assert!(matches!(g.query(&a).reply, Reply::Unknown { .. }));
         assert_eq!(g.query(&a).reply, Reply::Paid);
-        // 55: hangs and was never created: the query says 34, which is unknown, not failed.
+        // 55: hangs and was never created: the query says 34, "no such order" — which the
+        // machine believes only late, never as failed at once.
         let a = attempt(1255, now);
         assert!(matches!(g.pay(&a, &code()).reply, Reply::Unknown { .. }));
         let q = g.query(&a);
         assert!(
-            matches!(q.reply, Reply::Unknown { .. }) && q.detail.contains("34"),
+            matches!(q.reply, Reply::NotFound) && q.detail.contains("34"),
             "{q:?}"
         );
         // 56: the reply's signature is wrong: unknown, naming the step; the query says paid.
