@@ -468,7 +468,7 @@ fn reconciliation_finds_an_injected_difference() {
 
 #[test]
 fn acp_verify_real_unionpay_messages_and_a_one_byte_change() {
-    let vectors = manifest().join("../shared/vectors");
+    let vectors = manifest().join("tests/vectors");
     let chain = vectors.join("unionpay-certs/test-2021");
     for m in [
         "acp_response_query_00_00.raw.txt",

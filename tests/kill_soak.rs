@@ -221,7 +221,10 @@ impl Soak {
                     json!({"lose_reply_of": ["orderquery"]}),
                     rng.gen_range(1_000..2_000),
                 ),
-                6 => (json!({"cancel_not_found": true}), rng.gen_range(1_000..2_000)),
+                6 => (
+                    json!({"cancel_not_found": true}),
+                    rng.gen_range(1_000..2_000),
+                ),
                 7 => (json!({"http_500": true}), rng.gen_range(1_000..2_000)),
                 _ => (json!({}), rng.gen_range(1_000..4_000)),
             };

@@ -154,10 +154,16 @@ fn paid_sale_cut_off_while_querying_is_the_stores_sale() {
     assert_eq!(env.ledger_order(&no).unwrap()["status"], "PAID");
     env.faults("{}");
     let e = recover_and_check(&env, &no);
-    assert_eq!(e["attempt"]["state"], "PAID", "asked before any cancel: {e}");
+    assert_eq!(
+        e["attempt"]["state"], "PAID",
+        "asked before any cancel: {e}"
+    );
     let l = env.ledger_order(&no).unwrap();
     assert_eq!(l["status"], "PAID", "not cancelled: {l}");
-    assert!(e["refunds"].as_array().unwrap().is_empty(), "nothing refunded");
+    assert!(
+        e["refunds"].as_array().unwrap().is_empty(),
+        "nothing refunded"
+    );
 }
 
 #[test]

@@ -20,6 +20,20 @@ fn state_of(d: &Daemon, order: &str) -> Value {
     }
 }
 
+/// Whether the payment is parked: unsettled, and its sale has stopped waiting for it.
+fn parked(d: &Daemon, order: &str) -> bool {
+    let agent = ecr_agent(Duration::from_secs(5));
+    match ecr_call(&agent, &format!("{}/v1/payments/{order}", d.ecr), None) {
+        Ok((200, v)) => {
+            v["state"] == "SAF_PENDING"
+                || v["note"]
+                    .as_str()
+                    .is_some_and(|n| n.contains("no answer past the deadline"))
+        }
+        _ => false,
+    }
+}
+
 /// SIGTERM, then the time the daemon took to exit and its status.
 fn terminate(d: &mut Daemon, limit: Duration) -> (Duration, std::process::ExitStatus) {
     let t = Instant::now();
@@ -128,7 +142,7 @@ fn sigterm_while_idle_exits_at_once() {
 fn sigterm_while_recovery_waits_on_a_dead_gateway_exits_promptly() {
     let env = Env::start();
     let mut d = start_ready(&env);
-    // Three sales during an outage: each ends in the store-and-forward queue.
+    // Three sales during an outage: each ends parked, unsettled.
     env.faults(r#"{"down": true}"#);
     let agent = ecr_agent(Duration::from_secs(10));
     for k in 0..3u32 {
@@ -147,8 +161,10 @@ fn sigterm_while_recovery_waits_on_a_dead_gateway_exits_promptly() {
             assert!(t.elapsed() < Duration::from_secs(30), "{s} {v}");
             std::thread::sleep(Duration::from_millis(200));
         }
-        env.wait_for("the sale to be queued", Duration::from_secs(30), || {
-            state_of(&d, &order) == "SAF_PENDING"
+        // Past its deadline with no answer it is parked: still QUERYING, nothing cancelled
+        // blind, and the recovery thread keeps asking.
+        env.wait_for("the sale to be parked", Duration::from_secs(30), || {
+            parked(&d, &order)
         });
     }
     // The recovery thread keeps retrying them against the dead gateway; stop in the middle.

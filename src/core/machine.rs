@@ -541,12 +541,17 @@ pub fn apply(a: &Attempt, policy: &Policy, op: Op, reply: &Reply, now: i64) -> S
                     "cancel accepted; asking the order what became of the money",
                 )
             }
-            Reply::NotFound if a.not_found_believed(policy, now) => settle(
-                b,
-                AttemptState::Reversed,
-                Some(ReverseAction::Close),
-                "cancel: no such order, long after the pay request; it was never created and nothing was charged",
-            ),
+            Reply::NotFound if a.not_found_believed(policy, now) => {
+                // Only the order's own query may say it never existed: a cancel that answers
+                // "no such order" for an order that exists (found by the engine's model test)
+                // would otherwise close a paid one.
+                b.confirming = true;
+                b.next_at_ms = None;
+                Step::new(
+                    b,
+                    "cancel: no such order, long after the pay request; asking the order itself",
+                )
+            }
             Reply::NotFound => retry_fence(
                 b,
                 policy,
@@ -577,6 +582,12 @@ pub fn apply(a: &Attempt, policy: &Policy, op: Op, reply: &Reply, now: i64) -> S
                     AttemptState::Reversed,
                     Some(ReverseAction::Close),
                     &format!("cancelled; {what}"),
+                ),
+                Reply::NotFound if a.not_found_believed(policy, now) => settle(
+                    b,
+                    AttemptState::Reversed,
+                    Some(ReverseAction::Close),
+                    "no such order, long after the pay request: it was never created and nothing was charged",
                 ),
                 Reply::Paid | Reply::Pending => {
                     // The fence did not take (or not yet): it is sent again while the window
@@ -658,7 +669,12 @@ pub fn apply(a: &Attempt, policy: &Policy, op: Op, reply: &Reply, now: i64) -> S
                 b.next_at_ms = None;
                 Step::alarm(b, format!("refund {what}; a person must settle it"))
             }
-            _ => retry_fence(b, policy, now, &what),
+            _ => {
+                // The refund's outcome is not known: the order says whether the money is back
+                // (an earlier cancel may have landed after all) before it is sent again.
+                b.confirming = true;
+                retry_fence(b, policy, now, &format!("refund {what}; asking the order"))
+            }
         },
         (state, op) => {
             // A reply that does not belong to the state (a late reply after a restart, say) is

@@ -12,6 +12,9 @@ pub mod offline;
 pub mod preauth;
 pub mod recovery;
 
+#[cfg(test)]
+mod model_tests;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

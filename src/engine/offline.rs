@@ -402,7 +402,7 @@ impl Engine {
         max_tries: u32,
         observe: Observer<'_>,
     ) -> Result<DeductionRow, EngineError> {
-        let now = util::now_ms();
+        let now = self.clock().now_ms();
         let latest = match self.latest(&d.deduction_id) {
             Ok(a) => Some(a),
             Err(EngineError::Journal(JournalError::NotFound(_))) => None,
@@ -525,13 +525,14 @@ impl Engine {
                         format!("attempt {}", a.machine.state),
                     ),
                 };
+                let now = self.clock().now_ms();
                 Ok(self.journal_mut().update_deduction(
                     &d.deduction_id,
                     state,
                     tries,
                     Some(&a.out_trade_no),
                     &note,
-                    util::now_ms(),
+                    now,
                 )?)
             }
             Err(EngineError::Journal(JournalError::AlreadyPaid { out_trade_no, .. }))
@@ -540,13 +541,14 @@ impl Engine {
                     .by_out_trade_no(&out_trade_no)?
                     .is_some_and(|a| is_this_debit(&a, d)) =>
             {
+                let now = self.clock().now_ms();
                 Ok(self.journal_mut().update_deduction(
                     &d.deduction_id,
                     DeductionState::Settled,
                     d.tries,
                     Some(&out_trade_no),
                     "paid",
-                    util::now_ms(),
+                    now,
                 )?)
             }
             Err(e) => Err(e),

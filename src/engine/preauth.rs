@@ -477,6 +477,7 @@ pub fn settle(
     channels: &PreAuthChannels,
     rate_per_s: f64,
     stopping: &dyn Fn() -> bool,
+    clock: &dyn crate::clock::Clock,
 ) -> Result<Settled, JournalError> {
     let gap = Duration::from_secs_f64(1.0 / rate_per_s.max(0.01));
     let mut done = Vec::new();
@@ -487,7 +488,7 @@ pub fn settle(
             break;
         }
         let before = row.state;
-        let now = util::now_ms();
+        let now = clock.now_ms();
         let ch = match channels.get(&row.gateway) {
             Ok(ch) => ch,
             Err(why) => {
@@ -513,7 +514,7 @@ pub fn settle(
             continue;
         }
         if asked {
-            std::thread::sleep(gap);
+            clock.sleep(gap);
         }
         asked = true;
         let mut out = ch.resolve(&row, now);
@@ -548,7 +549,14 @@ impl Engine {
             stop.as_ref()
                 .is_some_and(|f| f.load(std::sync::atomic::Ordering::SeqCst))
         };
-        match settle(self.journal_mut(), channels, rate, &stopping) {
+        let clock = self.clock().clone();
+        match settle(
+            self.journal_mut(),
+            channels,
+            rate,
+            &stopping,
+            clock.as_ref(),
+        ) {
             Ok(Settled { rows, errors }) => {
                 for (before, after) in rows {
                     report
@@ -1239,7 +1247,8 @@ mod tests {
             x => panic!("{x:?}"),
         };
         let chans = PreAuthChannels::with(Some(Box::new(lost.clone())), None);
-        let Settled { rows, errors } = settle(&mut j, &chans, 1000.0, &no_stop).unwrap();
+        let Settled { rows, errors } =
+            settle(&mut j, &chans, 1000.0, &no_stop, &crate::clock::SystemClock).unwrap();
         assert!(errors.is_empty(), "{errors:?}");
         let states: Vec<_> = rows.iter().map(|(b, a)| (*b, a.state)).collect();
         assert_eq!(
@@ -1253,7 +1262,8 @@ mod tests {
         assert_eq!(j.preauth(b.op_id).unwrap().state, PreAuthState::Failed);
         assert_eq!(lost.sends.borrow().len(), 1, "recovery never sends");
         // Nothing left: a second pass asks nobody.
-        let Settled { rows, .. } = settle(&mut j, &chans, 1000.0, &no_stop).unwrap();
+        let Settled { rows, .. } =
+            settle(&mut j, &chans, 1000.0, &no_stop, &crate::clock::SystemClock).unwrap();
         assert!(rows.is_empty());
 
         // Still unknown past the review deadline: a person, with a note.
@@ -1266,13 +1276,15 @@ mod tests {
         let silent = Rc::new(silent);
         let c = run(&mut j, &silent, complete(300), None, "T01", None).unwrap();
         let chans = PreAuthChannels::with(Some(Box::new(silent.clone())), None);
-        let Settled { rows, .. } = settle(&mut j, &chans, 1000.0, &no_stop).unwrap();
+        let Settled { rows, .. } =
+            settle(&mut j, &chans, 1000.0, &no_stop, &crate::clock::SystemClock).unwrap();
         assert_eq!(rows.len(), 1);
         let r = j.preauth(c.row.op_id).unwrap();
         assert_eq!(r.state, PreAuthState::Review);
         assert!(r.last_note.contains("still unknown"), "{}", r.last_note);
         // REVIEW is for people: recovery leaves it alone.
-        let Settled { rows, .. } = settle(&mut j, &chans, 1000.0, &no_stop).unwrap();
+        let Settled { rows, .. } =
+            settle(&mut j, &chans, 1000.0, &no_stop, &crate::clock::SystemClock).unwrap();
         assert!(rows.is_empty());
     }
 
@@ -1288,12 +1300,14 @@ mod tests {
         let f = Rc::new(f);
         let ran = run(&mut j, &f, complete(100), None, "T01", None).unwrap();
         let chans = PreAuthChannels::with(Some(Box::new(f.clone())), None);
-        let Settled { rows, .. } = settle(&mut j, &chans, 1000.0, &no_stop).unwrap();
+        let Settled { rows, .. } =
+            settle(&mut j, &chans, 1000.0, &no_stop, &crate::clock::SystemClock).unwrap();
         assert_eq!(rows[0].1.state, PreAuthState::Unknown);
         assert_eq!(*f.queries.borrow(), 0);
         // A missing channel: an error line, the row waits.
         let none = PreAuthChannels::with(None, None);
-        let Settled { rows, errors } = settle(&mut j, &none, 1000.0, &no_stop).unwrap();
+        let Settled { rows, errors } =
+            settle(&mut j, &none, 1000.0, &no_stop, &crate::clock::SystemClock).unwrap();
         assert_eq!(rows[0].1.state, PreAuthState::Unknown);
         assert_eq!(errors.len(), 1);
         assert_eq!(

@@ -221,8 +221,7 @@ pub(crate) async fn after_request_of(
         tokio::time::sleep(Duration::from_millis(f.latency_ms)).await;
     }
     let singled_out = !method.is_empty() && f.lose_reply_of.iter().any(|m| m == method);
-    if singled_out || (f.lose_reply > 0.0 && rand::thread_rng().gen_bool(f.lose_reply.min(1.0)))
-    {
+    if singled_out || (f.lose_reply > 0.0 && rand::thread_rng().gen_bool(f.lose_reply.min(1.0))) {
         return hang_up(sb).await;
     }
     if f.http_500 {

@@ -136,7 +136,7 @@ mod tests {
 
     fn kat() -> serde_json::Value {
         let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/vectors/chinaums_open_body_sig_kat.json");
+            .join("tests/vectors/chinaums_open_body_sig_kat.json");
         serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
     }
 

@@ -60,9 +60,9 @@ mod tests {
     fn kat() -> Value {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/vectors/aggregator_md5_kat.json"
+            "/tests/vectors/aggregator_md5_kat.json"
         );
-        let text = std::fs::read_to_string(path).expect("shared/vectors beside the project");
+        let text = std::fs::read_to_string(path).expect("tests/vectors in the repository");
         serde_json::from_str(&text).expect("valid vector file")
     }
 

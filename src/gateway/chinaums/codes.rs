@@ -132,7 +132,13 @@ pub fn query(v: &Value, a: &AttemptRef) -> Reply {
     };
     match res {
         QueryRes::Paid => check_paid(v, a),
-        QueryRes::Unknown => Reply::unknown(format!("queryResCode {code} {desc}")),
+        // ChinaUMS answered (signed, errCode 00) but does not know the order's state yet (1
+        // 超时, FF 未知): not paid so far, and contact all the same — the schedule goes on and
+        // the deadline fences, as for a customer still confirming. Never final.
+        QueryRes::Unknown => {
+            let _ = desc;
+            Reply::Pending
+        }
         QueryRes::Voided => Reply::Refunded,
         QueryRes::Refunded => {
             // Refunded in part means it was paid; in full, the money is back. Without the
@@ -249,12 +255,12 @@ mod tests {
             )
         };
         assert_eq!(q("0"), Reply::Paid);
-        assert!(matches!(q("1"), Reply::Unknown { .. }));
+        assert!(matches!(q("1"), Reply::Pending));
         assert_eq!(q("2"), Reply::Refunded);
         assert_eq!(q("3"), Reply::Paid, "refunded in part: it was paid");
         assert!(matches!(q("4"), Reply::Failed { .. }));
         assert!(matches!(q("5"), Reply::Failed { .. }));
-        assert!(matches!(q("FF"), Reply::Unknown { .. }));
+        assert!(matches!(q("FF"), Reply::Pending));
         assert!(
             matches!(q("7"), Reply::Unknown { .. }),
             "unknown stays unknown"

@@ -1415,6 +1415,16 @@ impl Gateway for AcpGateway {
             g.chan_trade_no = m.get("queryId").map(str::to_string);
             return g;
         }
+        if m.get("respCode") == Some("00")
+            && m.get("origRespCode")
+                .is_some_and(super::txn::is_pending_code)
+        {
+            // A verified answer that the consume is still in progress (the customer entering a
+            // password): the order exists and is not paid yet — contact, not silence.
+            let mut g = GatewayReply::new(Reply::Pending, resp_detail(&m));
+            g.chan_trade_no = m.get("queryId").map(str::to_string);
+            return g;
+        }
         consume_reply(v, &m, || {
             match m.get("txnAmt").and_then(Amount::parse_fen) {
                 Some(x) if x == a.amount => Reply::Paid,
@@ -2044,7 +2054,7 @@ back_url = "https://example.com/acp/notify"
         // 52: in progress on the first query, paid on the second.
         let a = attempt(1252, now);
         g.pay(&a, &code());
-        assert!(matches!(g.query(&a).reply, Reply::Unknown { .. }));
+        assert!(matches!(g.query(&a).reply, Reply::Pending));
         assert_eq!(g.query(&a).reply, Reply::Paid);
         // 55: hangs and was never created: the query says 34, "no such order" — which the
         // machine believes only late, never as failed at once.

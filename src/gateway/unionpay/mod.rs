@@ -37,8 +37,8 @@ pub use verify::{
 
 #[cfg(test)]
 pub(crate) mod tests {
-    /// `shared/vectors`, beside the project root (as in CI).
+    /// `tests/vectors` in the repository (a copy of the research's vectors, with provenance).
     pub(crate) fn vectors_dir() -> std::path::PathBuf {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors")
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
     }
 }

@@ -422,7 +422,7 @@ pub enum Verdict {
 }
 
 /// respCodes that mean "not known yet" on a synchronous reply.
-fn is_pending_code(code: &str) -> bool {
+pub(crate) fn is_pending_code(code: &str) -> bool {
     matches!(code, "03" | "04" | "05")
 }
 
