@@ -115,7 +115,9 @@ impl Engine {
         offline: OfflineDrain,
         observe: Observer<'_>,
     ) -> Result<RecoveryReport, EngineError> {
-        self.journal().check()?;
+        // No integrity scan here: `Journal::open` runs it when a process opens the journal,
+        // and the daemon repeats it daily. A full scan every pass cost idle CPU in proportion
+        // to the journal's size (4.3 % of a core with 51,000 attempts).
         let mut report = RecoveryReport::default();
         let open = self.journal().open_attempts()?;
         let interval = Duration::from_secs_f64(1.0 / self.settings().rate_per_s.max(0.01));

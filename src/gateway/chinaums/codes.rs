@@ -121,6 +121,14 @@ pub fn pay(v: &Value, a: &AttemptRef) -> Reply {
 
 /// The query reply.
 pub fn query(v: &Value, a: &AttemptRef) -> Reply {
+    let err = text(v, "errCode").unwrap_or_default();
+    if err.contains("NO_ORDER") || text(v, "errMsg").is_some_and(|m| m.contains("订单不存在"))
+    {
+        // "No such order": the machine believes it only once the pay request can no longer
+        // create the order (not_found_final_after_ms). ChinaUMS publishes no code table; the
+        // code and message are the sandbox's and the error texts seen in its SDK.
+        return Reply::NotFound;
+    }
     if text(v, "errCode").as_deref() != Some("00") {
         return Reply::unknown(format!("query did not work: {}", detail(v)));
     }
