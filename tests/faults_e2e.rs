@@ -125,3 +125,57 @@ fn an_order_that_stays_in_progress_past_the_deadline_is_fenced_truthfully() {
     );
     env.assert_consistent(true);
 }
+
+#[test]
+fn a_journal_write_that_fails_after_the_send_is_uncertain_not_declined() {
+    let env = Env::start();
+    // E3: every commit that records a gateway's reply fails, as on a full disk. The pay
+    // request went out and the customer was charged; the terminal cannot record it.
+    let (c, v, out) = env.run_env(
+        &["pay", "--amount", "26.00", "--code", &code(6)],
+        &[("PAYTERM_FAILPOINT", "E3")],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        c, 3,
+        "money may have moved: uncertain, not declined: {v} {stderr}"
+    );
+    assert!(
+        stderr.contains("do NOT charge again") || v.to_string().contains("do NOT charge again"),
+        "the cashier is told: {v} {stderr}"
+    );
+    let e = env
+        .journal_entry(|a| a["amount"] == 2600)
+        .expect("the attempt was journaled before the send");
+    assert_eq!(e["attempt"]["state"], "PAY_INTENT");
+    // Once the disk is writable again, recovery finds the payment.
+    assert!(env.recover_until_settled(5));
+    let e = env.journal_entry(|a| a["amount"] == 2600).unwrap();
+    assert_eq!(e["attempt"]["state"], "PAID");
+    env.assert_consistent(true);
+}
+
+#[test]
+fn refund_query_without_an_answer_says_so() {
+    let env = Env::start();
+    let (c, v) = env.pay("27.00", &code(7));
+    assert_eq!(c, 0, "{v}");
+    let order = v["order"].as_str().unwrap().to_string();
+    let (c, r, _) = env.run_json(&["refund", &order, "--amount", "1.00"]);
+    assert_eq!(c, 0, "{r}");
+    let refund_id = r["out_refund_no"]
+        .as_str()
+        .expect("the refund's number")
+        .to_string();
+    env.faults(r#"{"down": true}"#);
+    let (c, q, out) = env.run_json(&["refund-query", &refund_id]);
+    assert_eq!(
+        c,
+        3,
+        "no answer is not DONE: {q} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    env.faults("{}");
+    let (c, q, _) = env.run_json(&["refund-query", &refund_id]);
+    assert_eq!(c, 0, "{q}");
+}
