@@ -1,4 +1,5 @@
-//! The pure core: money, payment codes, per-channel policies and the payment state machine.
+//! The pure core: money, payment codes, per-channel policies, the payment state machine and the
+//! refund state machine.
 //!
 //! Nothing in here performs I/O, reads a clock, sleeps or logs: time comes in as an argument and
 //! decisions go out as values. That is what lets every path, every crash point included, be tested
@@ -8,6 +9,7 @@ pub mod authcode;
 pub mod machine;
 pub mod money;
 pub mod policy;
+pub mod refund;
 
 #[cfg(test)]
 mod machine_props;

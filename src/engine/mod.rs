@@ -934,18 +934,27 @@ impl Engine {
             }
             RefundOutcome::Unknown { why } => (RefundState::Unknown, None, why),
         };
-        let state = match (refund.state, state) {
-            (RefundState::Done, RefundState::Done) => return Ok(refund.clone()),
-            (RefundState::Done, other) => {
-                tracing::warn!(
-                    refund = %refund.out_refund_no,
-                    "refund recorded DONE, the gateway now says {}: {note}; kept DONE, a person should check",
-                    other.as_str()
-                );
-                return Ok(refund.clone());
-            }
-            (_, s) => s,
+        use crate::core::refund::{self, Evidence};
+        let evidence = match state {
+            RefundState::Done => Evidence::Done,
+            RefundState::Processing => Evidence::Processing,
+            RefundState::Failed => Evidence::Failed,
+            RefundState::Intent | RefundState::Unknown => Evidence::Unknown,
         };
+        let step = refund::apply(refund.state, evidence);
+        if step.alarm {
+            tracing::warn!(
+                refund = %refund.out_refund_no,
+                "refund recorded {}, the gateway now says {}: {note}; recorded {}, a person should check",
+                refund.state.as_str(),
+                state.as_str(),
+                step.state.as_str()
+            );
+        }
+        if step.state == refund.state && refund.state.is_final() {
+            return Ok(refund.clone());
+        }
+        let state = step.state;
         Ok(self.journal.update_refund(
             refund.refund_id,
             refund.state,

@@ -145,41 +145,7 @@ pub struct Event {
     pub alarm: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum RefundState {
-    Intent,
-    Processing,
-    Done,
-    Failed,
-    Unknown,
-}
-
-impl RefundState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RefundState::Intent => "INTENT",
-            RefundState::Processing => "PROCESSING",
-            RefundState::Done => "DONE",
-            RefundState::Failed => "FAILED",
-            RefundState::Unknown => "UNKNOWN",
-        }
-    }
-
-    fn parse(s: &str) -> RefundState {
-        match s {
-            "INTENT" => RefundState::Intent,
-            "PROCESSING" => RefundState::Processing,
-            "DONE" => RefundState::Done,
-            "FAILED" => RefundState::Failed,
-            _ => RefundState::Unknown,
-        }
-    }
-
-    pub fn is_final(self) -> bool {
-        matches!(self, RefundState::Done | RefundState::Failed)
-    }
-}
+pub use crate::core::refund::RefundState;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct RefundRow {
