@@ -532,12 +532,33 @@ async fn health(State(api): State<Api>) -> Response {
             "taking_payments": blocker.is_none(),
             "why_not": blocker,
             "safe_mode": s.safe_mode.load(Ordering::SeqCst),
-            "online": s.online.load(Ordering::SeqCst),
+            "online": s.online(),
+            "gateways": gateways_json(s),
             "unsettled": s.unsettled.load(Ordering::SeqCst),
             "version": env!("CARGO_PKG_VERSION"),
         })),
     )
         .into_response()
+}
+
+/// Each configured gateway as its answers describe it: `online` is `null` until it was asked.
+fn gateways_json(s: &Shared) -> Value {
+    let snap = s.health.snapshot();
+    let mut out = serde_json::Map::new();
+    for name in read(&s.gateways).names() {
+        let h = snap.get(&name).cloned().unwrap_or_default();
+        out.insert(
+            name,
+            json!({
+                "online": h.online(),
+                "last_latency_ms": h.last_latency_ms,
+                "last_answer_ms": h.last_answer_ms,
+                "last_silence_ms": h.last_silence_ms,
+                "unanswered_in_a_row": h.silent_in_a_row,
+            }),
+        );
+    }
+    Value::Object(out)
 }
 
 async fn metrics(State(api): State<Api>) -> Response {
@@ -570,10 +591,28 @@ async fn metrics(State(api): State<Api>) -> Response {
     ));
     out.push_str(&g(
         "payterm_online",
-        "1 when the gateways are reachable.",
+        "1 when every gateway asked answered its last request.",
         "gauge",
-        s.online.load(Ordering::SeqCst) as u64,
+        s.online() as u64,
     ));
+    let snap = s.health.snapshot();
+    out.push_str("# HELP payterm_gateway_online 1 when the gateway answered its last request.\n# TYPE payterm_gateway_online gauge\n");
+    for (name, h) in &snap {
+        if let Some(on) = h.online() {
+            out.push_str(&format!(
+                "payterm_gateway_online{{gateway=\"{name}\"}} {}\n",
+                on as u8
+            ));
+        }
+    }
+    out.push_str("# HELP payterm_gateway_latency_ms How long the gateway's last answered request took.\n# TYPE payterm_gateway_latency_ms gauge\n");
+    for (name, h) in &snap {
+        if let Some(ms) = h.last_latency_ms {
+            out.push_str(&format!(
+                "payterm_gateway_latency_ms{{gateway=\"{name}\"}} {ms}\n"
+            ));
+        }
+    }
     out.push_str(&g(
         "payterm_safe_mode",
         "1 when the journal is damaged and sales are refused.",

@@ -327,6 +327,15 @@ impl Journal {
         })
     }
 
+    /// SQLite's `PRAGMA data_version`: it changes when another connection (another thread's
+    /// engine, or another process such as `payterm recover`) committed since this connection
+    /// last looked. A cheap way for a long-lived reader to know whether to re-read at all.
+    pub fn data_version(&self) -> Result<i64, JournalError> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
