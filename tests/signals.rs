@@ -20,6 +20,15 @@ fn state_of(d: &Daemon, order: &str) -> Value {
     }
 }
 
+/// The daemon's ECR view of an order (`null` when it has none yet).
+fn payment_of(d: &Daemon, order: &str) -> Value {
+    let agent = ecr_agent(Duration::from_secs(5));
+    match ecr_call(&agent, &format!("{}/v1/payments/{order}", d.ecr), None) {
+        Ok((200, v)) => v,
+        _ => Value::Null,
+    }
+}
+
 /// SIGTERM, then the time the daemon took to exit and its status.
 fn terminate(d: &mut Daemon, limit: Duration) -> (Duration, std::process::ExitStatus) {
     let t = Instant::now();
@@ -147,8 +156,14 @@ fn sigterm_while_recovery_waits_on_a_dead_gateway_exits_promptly() {
             assert!(t.elapsed() < Duration::from_secs(30), "{s} {v}");
             std::thread::sleep(Duration::from_millis(200));
         }
-        env.wait_for("the sale to be queued", Duration::from_secs(30), || {
-            state_of(&d, &order) == "SAF_PENDING"
+        // Parked: past its deadline without an answer it stays QUERYING with the
+        // store-and-forward backoff (nothing is cancelled blind), or it reached SAF_PENDING.
+        env.wait_for("the sale to be parked", Duration::from_secs(30), || {
+            let p = payment_of(&d, &order);
+            p["state"] == "SAF_PENDING"
+                || p["note"]
+                    .as_str()
+                    .is_some_and(|n| n.contains("no answer past the deadline"))
         });
     }
     // The recovery thread keeps retrying them against the dead gateway; stop in the middle.
