@@ -245,3 +245,49 @@ fn a_sale_settled_by_another_process_frees_the_counter() {
     terminate(&mut d);
     env.assert_consistent(true);
 }
+
+#[test]
+fn a_sale_that_ended_before_any_attempt_is_answered_after_a_restart() {
+    let env = Env::start();
+    let port = free_port();
+    let mut d = env.spawn_daemon(port);
+    assert!(d.wait_ready(Duration::from_secs(20)), "not ready");
+    let (s, v) = start_sale(&d, json!({"order_id": "GONE-1", "amount": "5.00"}));
+    assert_eq!(
+        (s, v["state"].as_str()),
+        (202, Some("WAITING_FOR_CODE")),
+        "{v}"
+    );
+    let (s, v) = start_sale_at(&d, "/v1/payments/GONE-1/cancel");
+    assert_eq!((s, v["state"].as_str()), (200, Some("ABANDONED")), "{v}");
+    env.wait_for("GONE-1 to be answered", Duration::from_secs(10), || {
+        let p = payment(&d, "GONE-1");
+        p["state"] == "ABANDONED" && p["final"] == true
+    });
+    terminate(&mut d);
+
+    let mut d = env.spawn_daemon(port);
+    assert!(d.wait_ready(Duration::from_secs(20)), "not ready again");
+    let p = payment(&d, "GONE-1");
+    assert_eq!(
+        (p["state"].as_str(), p["amount_fen"].as_u64()),
+        (Some("ABANDONED"), Some(500)),
+        "{p}"
+    );
+    // Nothing was ever sent for it: the register may start the same order again.
+    let (s, v) = start_sale(
+        &d,
+        json!({"order_id": "GONE-1", "amount": "5.00", "code": code(900)}),
+    );
+    assert_eq!(s, 202, "{v}");
+    env.wait_for("GONE-1 paid", Duration::from_secs(15), || {
+        payment(&d, "GONE-1")["state"] == "PAID"
+    });
+    terminate(&mut d);
+    env.assert_consistent(true);
+}
+
+fn start_sale_at(d: &Daemon, path: &str) -> (u16, Value) {
+    let agent = ecr_agent(Duration::from_secs(10));
+    ecr_call(&agent, &format!("{}{path}", d.ecr), Some(&json!({}))).expect("the daemon answers")
+}

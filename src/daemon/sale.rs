@@ -559,6 +559,7 @@ impl Controller {
                     Err(why) => {
                         self.shared
                             .publish(self.sale_event(&sale, "ABANDONED", &why, None));
+                        record_sale_end(&self.shared, &sale, "ABANDONED", &why, util::now_ms());
                         self.indicate(Indication::Declined);
                         self.show_for(
                             Screen::Declined {
@@ -727,6 +728,8 @@ impl Controller {
             checked: Instant::now(),
         };
         let handle = self.shared.spawn_payment(req);
+        let began = util::now_ms();
+        let refused_sale = sale.clone();
         let shared = self.shared.clone();
         let order = sale.order_id.clone();
         let amount = sale.amount.fen();
@@ -738,18 +741,21 @@ impl Controller {
             match &end {
                 // A payment refused before any attempt existed (a guard, a duplicate scan) has
                 // no journal event: tell the ECR stream here.
-                super::PayEnd::Refused(why) => shared.publish(PaymentEvent {
-                    order_id: order.clone(),
-                    out_trade_no: None,
-                    state: "REFUSED".into(),
-                    amount_fen: amount,
-                    reverse_action: None,
-                    wallet: None,
-                    code_url: None,
-                    note: why.clone(),
-                    at_ms: util::now_ms(),
-                    deadline_ms: None,
-                }),
+                super::PayEnd::Refused(why) => {
+                    record_sale_end(&shared, &refused_sale, "REFUSED", why, began);
+                    shared.publish(PaymentEvent {
+                        order_id: order.clone(),
+                        out_trade_no: None,
+                        state: "REFUSED".into(),
+                        amount_fen: amount,
+                        reverse_action: None,
+                        wallet: None,
+                        code_url: None,
+                        note: why.clone(),
+                        at_ms: util::now_ms(),
+                        deadline_ms: None,
+                    })
+                }
                 // The attempt is journaled and its outcome unknown: its real state, not "declined".
                 super::PayEnd::Uncertain(row, why) => {
                     shared.publish(PaymentEvent::from_row(row, &format!("uncertain: {why}")))
@@ -768,9 +774,17 @@ impl Controller {
     }
 
     fn abandon(&mut self, why: &str) {
+        let began = match &self.phase {
+            Phase::WaitingCode { until, .. } => {
+                let left = until.saturating_duration_since(Instant::now());
+                util::now_ms() - self.code_wait.saturating_sub(left).as_millis() as i64
+            }
+            _ => util::now_ms(),
+        };
         if let Phase::WaitingCode { sale, .. } | Phase::Face { sale, .. } = &self.phase {
             let ev = self.sale_event(sale, "ABANDONED", why, None);
             self.shared.publish(ev);
+            record_sale_end(&self.shared, sale, "ABANDONED", why, began);
         }
         self.phase = Phase::Idle;
     }
@@ -1264,6 +1278,26 @@ impl Controller {
             _ => {}
         }
     }
+}
+
+/// Journals how a sale without any attempt ended, so the ECR API can answer for it after the
+/// counter moved on and after a restart. Off the controller's thread: the commit syncs to disk.
+/// A failure is logged; the sale's outcome (nothing charged) does not depend on it.
+fn record_sale_end(shared: &Arc<Shared>, sale: &SaleRequest, state: &str, note: &str, began: i64) {
+    let path = shared.journal_path.clone();
+    let (order, state, note, amount) = (
+        sale.order_id.clone(),
+        state.to_string(),
+        note.to_string(),
+        sale.amount,
+    );
+    tokio::task::spawn_blocking(move || {
+        let r = crate::journal::Journal::connect(&path)
+            .and_then(|j| j.record_sale_end(&order, &state, &note, amount, began, util::now_ms()));
+        if let Err(e) = r {
+            tracing::warn!(order = %order, "recording the sale's end: {e}");
+        }
+    });
 }
 
 /// A diagnostics row per configured gateway: whether it answered its last request, and how

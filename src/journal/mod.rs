@@ -9,6 +9,7 @@
 
 pub mod offline;
 pub mod preauth;
+pub mod sales;
 pub mod schema;
 
 use std::path::{Path, PathBuf};
