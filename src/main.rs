@@ -505,8 +505,11 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
         }
     };
+    // The daemon logs its addresses and every payment's state changes by default (journald
+    // under systemd); a one-shot command only warnings, its result is on stdout.
     let level = match cli.cmd {
         Cmd::Sandbox { .. } => "info",
+        Cmd::Run { .. } => "warn,payterm=info",
         _ => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("PAYTERM_LOG")
@@ -514,6 +517,8 @@ fn main() -> ExitCode {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // journald stores escape codes verbatim: colours only on a terminal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     match run(cli) {
         Ok(code) => ExitCode::from(code),

@@ -3,17 +3,20 @@
 //!
 //! Threads and tasks: payments run on blocking threads (the engine is synchronous and bounded
 //! by HTTP timeouts), each with its own journal connection; one recovery thread drains the
-//! store-and-forward queue at start-up, on a timer and on reconnect, and is the heartbeat the
-//! systemd watchdog listens to; a connectivity monitor probes the gateways; the sale controller
-//! owns the screen. SIGTERM stops taking sales and lets in-flight payments persist their state;
+//! store-and-forward queue at start-up (in the background: READY does not wait for it), on a
+//! timer and on reconnect; a probe thread sends each gateway a harmless signed request while
+//! idle, and "online" is what the gateways' answers say ([`Health`]), never a TCP connect; the
+//! sale controller owns the screen. The recovery loop, the probe loop and the controller's tick
+//! each beat in [`liveness`]; the watchdog pings systemd only while every one of them is alive. SIGTERM stops taking sales and lets in-flight payments persist their state;
 //! SIGHUP reloads the configuration. Nothing here decides an outcome: the engine does.
 
 pub mod demo;
+pub mod liveness;
 pub mod sale;
 pub mod sdnotify;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -22,6 +25,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::config::Config;
 use crate::core::machine::{AttemptState, ReverseAction};
+use crate::engine::health::Health;
 use crate::engine::recovery::OfflineDrain;
 use crate::engine::{Engine, EngineError, Gateways, PayRequest, Settings};
 use crate::gateway::upapi::Upapi;
@@ -81,9 +85,11 @@ pub struct Shared {
     pub events: broadcast::Sender<PaymentEvent>,
     /// The journal failed its integrity check: no sales, the file is preserved.
     pub safe_mode: AtomicBool,
-    /// Start-up recovery has run: sales may start.
+    /// The journal is open and checked: sales may start (start-up recovery runs beside them).
     pub ready: AtomicBool,
-    pub online: AtomicBool,
+    /// Every gateway request's outcome, from every engine this daemon makes: "online" is read
+    /// from here.
+    pub health: Health,
     /// False after SIGTERM.
     pub accepting: AtomicBool,
     /// Set on SIGTERM: every engine stops its attempts at the next safe point (state durable).
@@ -92,8 +98,8 @@ pub struct Shared {
     pub clock_suspect: AtomicBool,
     /// Payments running on blocking threads.
     pub inflight: AtomicUsize,
-    /// Milliseconds (wall) of the recovery loop's last sign of life.
-    pub heartbeat: AtomicI64,
+    /// The loops' signs of life, for the watchdog.
+    pub beats: liveness::Beats,
     pub unsettled: AtomicU64,
     pub metrics: Metrics,
     /// Wakes the recovery thread (reconnect, SIGHUP, a finished payment).
@@ -121,12 +127,12 @@ impl Shared {
             events,
             safe_mode: AtomicBool::new(false),
             ready: AtomicBool::new(false),
-            online: AtomicBool::new(true),
+            health: Health::default(),
             accepting: AtomicBool::new(true),
             stop: Arc::new(AtomicBool::new(false)),
             clock_suspect: AtomicBool::new(false),
             inflight: AtomicUsize::new(0),
-            heartbeat: AtomicI64::new(util::now_ms()),
+            beats: liveness::Beats::default(),
             unsettled: AtomicU64::new(0),
             metrics: Metrics::default(),
             recovery_kick: std::sync::Mutex::new(None),
@@ -147,7 +153,14 @@ impl Shared {
         let s = read(&self.settings).clone();
         Ok(Engine::new(j, g, s)
             .stop_when(self.stop.clone())
-            .with_claims(self.claims.clone()))
+            .with_claims(self.claims.clone())
+            .with_health(self.health.clone()))
+    }
+
+    /// Online: every gateway that was asked answered its last request. Nothing asked yet
+    /// counts as online (the first probe runs at start).
+    pub fn online(&self) -> bool {
+        self.health.all_online().unwrap_or(true)
     }
 
     /// Why a new sale cannot start now, if it cannot.
@@ -170,6 +183,11 @@ impl Shared {
     }
 
     pub fn publish(&self, ev: PaymentEvent) {
+        // The engine logs every attempt step it commits; a sale's steps before any attempt
+        // (waiting for a code, abandoned, refused) are logged here.
+        if ev.out_trade_no.is_none() {
+            tracing::info!(order = %ev.order_id, state = %ev.state, "{}", ev.note);
+        }
         let _ = self.events.send(ev);
     }
 
@@ -291,7 +309,11 @@ pub async fn run(
     *shared.upapi.write().unwrap_or_else(|p| p.into_inner()) = upapi_from(&cfg)?;
     sdnotify::notify("STATUS=checking the journal");
     match Journal::open(&journal_path) {
-        Ok(_) => {}
+        // Open, checked and migrated: sales may start. Start-up recovery runs in the background
+        // (a silent gateway holds each of its requests for a whole timeout, so waiting for it
+        // kept the counter closed for minutes); the claims keep it off a sale's attempt, and the
+        // guards (open queue, uncertain total) decide as for any sale.
+        Ok(_) => shared.ready.store(true, Ordering::SeqCst),
         Err(e @ JournalError::Damaged { .. }) => {
             tracing::error!("{e}");
             shared.safe_mode.store(true, Ordering::SeqCst);
@@ -299,7 +321,7 @@ pub async fn run(
         Err(e) => return Err(e).context("opening the journal"),
     }
 
-    // Recovery before any sale; then the background drain that doubles as the watchdog heartbeat.
+    // Start-up recovery, then the periodic store-and-forward drain.
     let (kick_tx, kick_rx) = std::sync::mpsc::channel::<()>();
     if let Ok(mut g) = shared.recovery_kick.lock() {
         *g = Some(kick_tx);
@@ -368,12 +390,17 @@ pub async fn run(
     let router = crate::ecr::router(shared.clone(), sale_tx.clone(), token);
     let ecr_addr = crate::ecr::serve(&ecr_listen, router).await?;
 
-    // Connectivity monitor and the watchdog.
-    tokio::spawn(connectivity(shared.clone()));
+    // The gateway probes and the watchdog.
+    let prober = shared.clone();
+    std::thread::Builder::new()
+        .name("probe".into())
+        .spawn(move || probe_loop(prober))
+        .context("starting the probe thread")?;
     tokio::spawn(watchdog(shared.clone()));
     tokio::spawn(clock_watch(shared.clone()));
 
-    // Ready once start-up recovery has run; a stop before that skips straight to shutting down.
+    // Ready once the journal is open and checked; a stop before that skips straight to
+    // shutting down.
     let mut stopped = false;
     while !shared.ready.load(Ordering::SeqCst) && !shared.safe_mode.load(Ordering::SeqCst) {
         tokio::select! {
@@ -464,10 +491,11 @@ fn reload(shared: &Arc<Shared>, path: &std::path::Path) {
     }
 }
 
-/// Start-up recovery, then the periodic store-and-forward drain. The heartbeat proves this loop
-/// is alive; the watchdog stops pinging systemd when it is stuck.
+/// Start-up recovery, then the periodic store-and-forward drain. It beats between attempts,
+/// after every journaled step and while it waits; one gateway request may hold it for the
+/// request's whole timeout, which its liveness bound allows.
 fn recovery_loop(shared: Arc<Shared>, kick: std::sync::mpsc::Receiver<()>) {
-    let beat = |s: &Shared| s.heartbeat.store(util::now_ms(), Ordering::SeqCst);
+    let beat = |s: &Shared| s.beats.beat(liveness::Loop::Recovery);
     let mut first = true;
     loop {
         beat(&shared);
@@ -477,7 +505,7 @@ fn recovery_loop(shared: Arc<Shared>, kick: std::sync::mpsc::Receiver<()>) {
                     let hb = shared.clone();
                     let tx = shared.events.clone();
                     let mut obs = |r: &AttemptRow, note: &str| {
-                        hb.heartbeat.store(util::now_ms(), Ordering::SeqCst);
+                        hb.beats.beat(liveness::Loop::Recovery);
                         let _ = tx.send(PaymentEvent::from_row(r, note));
                     };
                     // At start-up, settle what can be settled now without long waits.
@@ -519,10 +547,7 @@ fn recovery_loop(shared: Arc<Shared>, kick: std::sync::mpsc::Receiver<()>) {
             }
         }
         shared.refresh_unsettled();
-        if first {
-            first = false;
-            shared.ready.store(true, Ordering::SeqCst);
-        }
+        first = false;
         let interval =
             Duration::from_millis(read(&shared.config).file.recovery.interval_ms.max(100));
         let until = std::time::Instant::now() + interval;
@@ -541,59 +566,81 @@ fn recovery_loop(shared: Arc<Shared>, kick: std::sync::mpsc::Receiver<()>) {
     }
 }
 
-/// Pings systemd only while the recovery loop shows signs of life.
+/// Pings systemd every quarter interval while every loop beat within its bound
+/// ([`liveness::Bounds`]), and stops when one did not: systemd then restarts payterm one
+/// interval later. A loop blocked in one gateway request is alive; a loop silent past its
+/// request timeout and a margin is wedged.
 async fn watchdog(shared: Arc<Shared>) {
     let Some(interval) = sdnotify::watchdog_interval() else {
         return;
     };
-    let limit = interval.as_millis() as i64;
+    let mut told = false;
     loop {
-        tokio::time::sleep(interval / 3).await;
-        let age = util::now_ms() - shared.heartbeat.load(Ordering::SeqCst);
-        if age < limit {
-            sdnotify::notify("WATCHDOG=1");
-        } else {
-            tracing::error!(
-                age_ms = age,
-                "the engine loop is stuck; letting the watchdog restart payterm"
-            );
+        let bounds = liveness::Bounds::from_config(&read(&shared.config));
+        match shared.beats.stuck(&bounds) {
+            None => {
+                sdnotify::notify("WATCHDOG=1");
+                told = false;
+            }
+            Some((l, silent_ms)) if !told => {
+                told = true;
+                tracing::error!(
+                    silent_ms,
+                    "the {} is stuck; letting the watchdog restart payterm",
+                    l.name()
+                );
+            }
+            Some(_) => {}
         }
+        tokio::time::sleep(interval / 4).await;
     }
 }
 
-/// Probes each gateway's host with a TCP connect; a return of the link wakes recovery.
-async fn connectivity(shared: Arc<Shared>) {
-    loop {
-        let targets: Vec<String> = read(&shared.gateways).endpoints();
-        let mut up = true;
-        for t in targets {
-            let Ok(u) = url::Url::parse(&t) else { continue };
-            let host = u.host_str().unwrap_or("").to_string();
-            let port = u.port_or_known_default().unwrap_or(443);
-            let probe = tokio::time::timeout(
-                Duration::from_secs(3),
-                tokio::net::TcpStream::connect((host.as_str(), port)),
-            )
-            .await;
-            if !matches!(probe, Ok(Ok(_))) {
-                up = false;
+/// Asks each gateway a harmless signed question every `recovery.interval_ms` (2–30 s) while no
+/// payment is running (a payment's own requests are recorded then), one probe at a time. The
+/// answers, and every other request's, make "online"; a return to online wakes recovery.
+fn probe_loop(shared: Arc<Shared>) {
+    let beat = |s: &Shared| s.beats.beat(liveness::Loop::Probe);
+    let mut was = shared.online();
+    while !shared.stop.load(Ordering::SeqCst) {
+        beat(&shared);
+        if !shared.safe_mode.load(Ordering::SeqCst) && shared.inflight.load(Ordering::SeqCst) == 0 {
+            match shared.engine() {
+                Ok(e) => {
+                    for (gateway, answered, why) in e.probe_gateways() {
+                        if !answered {
+                            tracing::debug!(%gateway, "probe unanswered: {why}");
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!("probe: {e}"),
             }
+            beat(&shared);
         }
-        let was = shared.online.swap(up, Ordering::SeqCst);
-        if up && !was {
-            tracing::info!("gateways reachable again: draining the queue");
+        let now = shared.online();
+        if now && !was {
+            tracing::info!("the gateways answer again: draining the queue");
             shared.kick_recovery();
-        } else if !up && was {
+        } else if !now && was {
             tracing::warn!(
-                "gateways unreachable: new payments will be uncertain until the link returns"
+                "a gateway does not answer: new payments will be uncertain until it does"
             );
         }
+        was = now;
         let every = read(&shared.config)
             .file
             .recovery
             .interval_ms
-            .clamp(1_000, 10_000);
-        tokio::time::sleep(Duration::from_millis(every)).await;
+            .clamp(2_000, 30_000);
+        let until = std::time::Instant::now() + Duration::from_millis(every);
+        loop {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() || shared.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(200)));
+            beat(&shared);
+        }
     }
 }
 

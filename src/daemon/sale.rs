@@ -112,6 +112,8 @@ enum Phase {
         order_id: String,
         amount: Amount,
         last: Option<PaymentEvent>,
+        /// When the journal was last read for this sale (see [`Controller::check_running`]).
+        checked: Instant,
     },
     Showing {
         screen: Screen,
@@ -139,7 +141,15 @@ pub struct Controller {
     code_wait: Duration,
     /// The last contract charge's ticket.
     contract_ticket: u64,
+    /// A long-lived connection for reading the running sale's attempt, and the journal's
+    /// `data_version` it last saw: another thread or process committed when it changes.
+    journal: Option<crate::journal::Journal>,
+    seen_version: Option<i64>,
 }
+
+/// A running sale's attempt is re-read from the journal at least this often, whatever the
+/// engine reports: another process (`payterm recover`, `payterm cancel`) may have settled it.
+const RECHECK: Duration = Duration::from_secs(3);
 
 /// Builds the screens the board asks for. The web mirror (if any) is served here too; its URL is
 /// returned.
@@ -218,6 +228,8 @@ impl Controller {
             self_tx: None,
             code_wait: Duration::from_secs(60),
             contract_ticket: 0,
+            journal: None,
+            seen_version: None,
         }
     }
 
@@ -263,7 +275,7 @@ impl Controller {
         StatusBar {
             merchant: cfg.file.terminal.merchant_name.clone(),
             time: t.get(11..16).unwrap_or("").to_string(),
-            online: self.shared.online.load(Ordering::SeqCst),
+            online: self.shared.online(),
             unsettled: self.shared.unsettled.load(Ordering::SeqCst) as u32,
         }
     }
@@ -307,23 +319,20 @@ impl Controller {
         let s = &self.shared;
         let cfg = read(&s.config);
         let ok = |b: bool| if b { DiagStatus::Ok } else { DiagStatus::Fail };
-        vec![
+        let mut items = vec![
             DiagItem::new("version", env!("CARGO_PKG_VERSION"), DiagStatus::Info),
             DiagItem::new("terminal", cfg.file.terminal.id.clone(), DiagStatus::Info),
             DiagItem::new(
-                "gateways",
-                read(&s.gateways).names().join(", "),
-                DiagStatus::Info,
-            ),
-            DiagItem::new(
                 "network",
-                if s.online.load(Ordering::SeqCst) {
-                    "online"
-                } else {
-                    "OFFLINE"
-                },
-                ok(s.online.load(Ordering::SeqCst)),
+                if s.online() { "online" } else { "OFFLINE" },
+                ok(s.online()),
             ),
+        ];
+        items.extend(gateway_rows(
+            &read(&s.gateways).names(),
+            &s.health.snapshot(),
+        ));
+        items.extend([
             DiagItem::new(
                 "journal",
                 if s.safe_mode.load(Ordering::SeqCst) {
@@ -360,7 +369,8 @@ impl Controller {
                 },
                 DiagStatus::Info,
             ),
-        ]
+        ]);
+        items
     }
 
     fn show_for(&mut self, screen: Screen, secs: u64) {
@@ -549,6 +559,7 @@ impl Controller {
                     Err(why) => {
                         self.shared
                             .publish(self.sale_event(&sale, "ABANDONED", &why, None));
+                        record_sale_end(&self.shared, &sale, "ABANDONED", &why, util::now_ms());
                         self.indicate(Indication::Declined);
                         self.show_for(
                             Screen::Declined {
@@ -714,8 +725,11 @@ impl Controller {
             order_id: sale.order_id.clone(),
             amount: sale.amount,
             last: None,
+            checked: Instant::now(),
         };
         let handle = self.shared.spawn_payment(req);
+        let began = util::now_ms();
+        let refused_sale = sale.clone();
         let shared = self.shared.clone();
         let order = sale.order_id.clone();
         let amount = sale.amount.fen();
@@ -727,18 +741,21 @@ impl Controller {
             match &end {
                 // A payment refused before any attempt existed (a guard, a duplicate scan) has
                 // no journal event: tell the ECR stream here.
-                super::PayEnd::Refused(why) => shared.publish(PaymentEvent {
-                    order_id: order.clone(),
-                    out_trade_no: None,
-                    state: "REFUSED".into(),
-                    amount_fen: amount,
-                    reverse_action: None,
-                    wallet: None,
-                    code_url: None,
-                    note: why.clone(),
-                    at_ms: util::now_ms(),
-                    deadline_ms: None,
-                }),
+                super::PayEnd::Refused(why) => {
+                    record_sale_end(&shared, &refused_sale, "REFUSED", why, began);
+                    shared.publish(PaymentEvent {
+                        order_id: order.clone(),
+                        out_trade_no: None,
+                        state: "REFUSED".into(),
+                        amount_fen: amount,
+                        reverse_action: None,
+                        wallet: None,
+                        code_url: None,
+                        note: why.clone(),
+                        at_ms: util::now_ms(),
+                        deadline_ms: None,
+                    })
+                }
                 // The attempt is journaled and its outcome unknown: its real state, not "declined".
                 super::PayEnd::Uncertain(row, why) => {
                     shared.publish(PaymentEvent::from_row(row, &format!("uncertain: {why}")))
@@ -757,9 +774,17 @@ impl Controller {
     }
 
     fn abandon(&mut self, why: &str) {
+        let began = match &self.phase {
+            Phase::WaitingCode { until, .. } => {
+                let left = until.saturating_duration_since(Instant::now());
+                util::now_ms() - self.code_wait.saturating_sub(left).as_millis() as i64
+            }
+            _ => util::now_ms(),
+        };
         if let Phase::WaitingCode { sale, .. } | Phase::Face { sale, .. } = &self.phase {
             let ev = self.sale_event(sale, "ABANDONED", why, None);
             self.shared.publish(ev);
+            record_sale_end(&self.shared, sale, "ABANDONED", why, began);
         }
         self.phase = Phase::Idle;
     }
@@ -769,6 +794,7 @@ impl Controller {
             order_id,
             amount,
             last,
+            ..
         } = &mut self.phase
         else {
             return;
@@ -798,6 +824,8 @@ impl Controller {
     }
 
     fn on_tick(&mut self) {
+        self.shared.beats.beat(super::liveness::Loop::Controller);
+        self.check_running();
         match &self.phase {
             Phase::WaitingCode { until, .. } if Instant::now() >= *until => {
                 self.abandon("no payment code was shown in time")
@@ -808,6 +836,126 @@ impl Controller {
                 self.phase = Phase::Idle
             }
             _ => {}
+        }
+    }
+
+    /// Whether another connection committed to the journal since the last look (`true` when
+    /// it cannot tell).
+    fn journal_changed(&mut self) -> bool {
+        if self.journal.is_none() {
+            match crate::journal::Journal::connect(&self.shared.journal_path) {
+                Ok(j) => self.journal = Some(j),
+                Err(e) => {
+                    tracing::warn!("the sale controller cannot read the journal: {e}");
+                    return true;
+                }
+            }
+        }
+        let v = self.journal.as_ref().and_then(|j| j.data_version().ok());
+        let changed = v.is_none() || v != self.seen_version;
+        self.seen_version = v;
+        changed
+    }
+
+    /// A running sale ends when the journal says so, not only when its engine thread returns:
+    /// another process may settle or park its attempt, the engine may be waiting far ahead on
+    /// its schedule, or be stuck. The attempt is re-read when the journal changed, when the
+    /// screen's countdown reached 0, and at least every [`RECHECK`]; final or parked, its
+    /// outcome is shown and the counter freed. Past its deadline by more than the longest a
+    /// healthy engine can take (the recovery loop's liveness bound), the sale ends uncertain:
+    /// the attempt stays journaled and recovery settles it.
+    fn check_running(&mut self) {
+        let Phase::Running {
+            order_id,
+            last,
+            checked,
+            ..
+        } = &self.phase
+        else {
+            return;
+        };
+        let order_id = order_id.clone();
+        let countdown_over = last
+            .as_ref()
+            .and_then(|e| e.deadline_ms)
+            .is_some_and(|d| util::now_ms() >= d);
+        let due = checked.elapsed() >= RECHECK;
+        let changed = self.journal_changed();
+        if !(changed || countdown_over || due) {
+            return;
+        }
+        if let Phase::Running { checked, .. } = &mut self.phase {
+            *checked = Instant::now();
+        }
+        let Some(j) = self.journal.as_ref() else {
+            return;
+        };
+        let rows = match j.by_order(&order_id) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(order = %order_id, "re-reading the running sale: {e}");
+                return;
+            }
+        };
+        let Some(row) = rows
+            .iter()
+            .find(|a| a.machine.state == crate::core::AttemptState::Paid)
+            .or(rows.last())
+        else {
+            return;
+        };
+        let now = util::now_ms();
+        let policy = read(&self.shared.gateways)
+            .get(&row.gateway)
+            .ok()
+            .map(|g| g.policy(row.wallet));
+        let parked = policy.as_ref().is_some_and(|p| row.machine.parked(p, now));
+        let overdue = now
+            > row.machine.deadline_ms.saturating_add(
+                super::liveness::Bounds::from_config(&read(&self.shared.config)).recovery_ms,
+            );
+        let amount_fen = row.amount.fen();
+        let end = match outcome_screen(
+            row.machine.state,
+            row.machine.reverse_action,
+            row.wallet.map(|w| w.paytype()),
+            &row.last_note,
+            amount_fen,
+        ) {
+            Some(x) => Some((x, row.last_note.clone())),
+            None if parked => Some((
+                (Screen::Uncertain { amount_fen }, Indication::Attention),
+                "no answer past the deadline; settled in the background".to_string(),
+            )),
+            None if overdue => {
+                tracing::warn!(order = %row.order_id, out_trade_no = %row.out_trade_no, state = %row.machine.state,
+                    "the sale's engine has not returned long past the deadline; the counter is freed and recovery settles the attempt");
+                Some((
+                    (Screen::Uncertain { amount_fen }, Indication::Attention),
+                    "uncertain: still being settled".to_string(),
+                ))
+            }
+            None => None,
+        };
+        match end {
+            Some(((screen, ind), note)) => {
+                // Changes made by another process reach the event stream only from here.
+                self.shared.publish(PaymentEvent::from_row(row, &note));
+                self.indicate(ind);
+                self.show_for(screen, 6);
+            }
+            None => {
+                let moved = match &self.phase {
+                    Phase::Running { last: Some(ev), .. } => ev.state != row.machine.state.as_str(),
+                    _ => true,
+                };
+                if moved {
+                    let ev = PaymentEvent::from_row(row, &row.last_note);
+                    if let Phase::Running { last, .. } = &mut self.phase {
+                        *last = Some(ev);
+                    }
+                }
+            }
         }
     }
 
@@ -1132,6 +1280,58 @@ impl Controller {
     }
 }
 
+/// Journals how a sale without any attempt ended, so the ECR API can answer for it after the
+/// counter moved on and after a restart. Off the controller's thread: the commit syncs to disk.
+/// A failure is logged; the sale's outcome (nothing charged) does not depend on it.
+fn record_sale_end(shared: &Arc<Shared>, sale: &SaleRequest, state: &str, note: &str, began: i64) {
+    let path = shared.journal_path.clone();
+    let (order, state, note, amount) = (
+        sale.order_id.clone(),
+        state.to_string(),
+        note.to_string(),
+        sale.amount,
+    );
+    tokio::task::spawn_blocking(move || {
+        let r = crate::journal::Journal::connect(&path)
+            .and_then(|j| j.record_sale_end(&order, &state, &note, amount, began, util::now_ms()));
+        if let Err(e) = r {
+            tracing::warn!(order = %order, "recording the sale's end: {e}");
+        }
+    });
+}
+
+/// A diagnostics row per configured gateway: whether it answered its last request, and how
+/// long that took.
+pub(crate) fn gateway_rows(
+    names: &[String],
+    health: &std::collections::BTreeMap<String, crate::engine::health::GatewayHealth>,
+) -> Vec<DiagItem> {
+    names
+        .iter()
+        .map(|n| {
+            let h = health.get(n).cloned().unwrap_or_default();
+            let latency = h
+                .last_latency_ms
+                .map(|ms| format!("{ms} ms"))
+                .unwrap_or_else(|| "-".into());
+            match h.online() {
+                Some(true) => {
+                    DiagItem::new(n.clone(), format!("online, {latency}"), DiagStatus::Ok)
+                }
+                Some(false) => DiagItem::new(
+                    n.clone(),
+                    format!(
+                        "OFFLINE ({} unanswered; last answer {latency})",
+                        h.silent_in_a_row
+                    ),
+                    DiagStatus::Fail,
+                ),
+                None => DiagItem::new(n.clone(), "not asked yet", DiagStatus::Info),
+            }
+        })
+        .collect()
+}
+
 fn short(s: &str) -> String {
     s.chars().take(60).collect()
 }
@@ -1232,5 +1432,28 @@ pub(crate) fn decline_reason(note: &str) -> DeclineReason {
         DeclineReason::CustomerCancelled
     } else {
         DeclineReason::Other(short(note.trim_start_matches("declined: ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::health::Health;
+
+    #[test]
+    fn diagnostics_show_each_gateway_with_its_answers() {
+        let h = Health::default();
+        h.record("aggregator", true, 1_000, 42);
+        h.record("acp", true, 1_000, 80);
+        h.record("acp", false, 2_000, 15_000);
+        let names = vec!["acp".to_string(), "aggregator".into(), "chinaums".into()];
+        let rows = gateway_rows(&names, &h.snapshot());
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0].label, "acp");
+        assert_eq!(rows[0].status, DiagStatus::Fail);
+        assert!(rows[0].value.contains("OFFLINE") && rows[0].value.contains("80 ms"));
+        assert_eq!(rows[1].status, DiagStatus::Ok);
+        assert_eq!(rows[1].value, "online, 42 ms");
+        assert_eq!(rows[2].status, DiagStatus::Info, "never asked");
     }
 }

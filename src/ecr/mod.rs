@@ -180,14 +180,45 @@ fn event_json(ev: &PaymentEvent) -> Value {
     })
 }
 
-/// The payment as the journal (or the waiting sale) knows it.
+/// A sale that ended before any attempt: final, nothing was charged.
+fn sale_end_json(s: &crate::journal::sales::SaleRow) -> Value {
+    json!({
+        "order_id": s.order_id,
+        "amount_fen": s.amount.fen(),
+        "amount": s.amount.to_string(),
+        "state": s.state,
+        "final": true,
+        "message": "no payment was requested; nothing was charged",
+        "note": s.note,
+        "created_ms": s.created_ms,
+        "updated_ms": s.updated_ms,
+        "attempts": [],
+        "refunds": [],
+    })
+}
+
+/// Whether `v` (from [`lookup`]) is a sale that ended before any attempt: the same order may
+/// be started again, since nothing was ever sent for it.
+fn ended_without_attempt(v: &Value) -> bool {
+    v["final"] == true && v["attempts"].as_array().is_some_and(|a| a.is_empty())
+}
+
+/// The payment as the journal (or the waiting sale) knows it: its attempts; else the sale
+/// waiting at the counter; else how it ended before any attempt.
 async fn lookup(api: &Api, order_id: &str) -> Result<Option<Value>, ApiError> {
     let shared = api.shared.clone();
     let id = order_id.to_string();
-    let from_journal = tokio::task::spawn_blocking(move || -> Result<Option<Value>, String> {
+    let mut sale_end = None;
+    let from_journal = tokio::task::spawn_blocking(move || -> Result<(Option<Value>, Option<Value>), String> {
         let e = shared.engine().map_err(|e| e.to_string())?;
         match e.journal().by_order(&id) {
-            Ok(rows) if rows.is_empty() => Ok(None),
+            Ok(rows) if rows.is_empty() => Ok((
+                None,
+                e.journal()
+                    .sale_end(&id)
+                    .map_err(|e| e.to_string())?
+                    .map(|s| sale_end_json(&s)),
+            )),
             Ok(rows) => {
                 let mut refunds = Vec::new();
                 for a in &rows {
@@ -195,14 +226,18 @@ async fn lookup(api: &Api, order_id: &str) -> Result<Option<Value>, ApiError> {
                         refunds.push(json!({"refund_id": r.out_refund_no, "amount_fen": r.amount.fen(), "state": r.state, "note": r.note}));
                     }
                 }
-                Ok(Some(payment_json(&rows, refunds)))
+                Ok((Some(payment_json(&rows, refunds)), None))
             }
             Err(e) => Err(e.to_string()),
         }
     })
     .await
     .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-    .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, "journal", e))?;
+    .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, "journal", e))
+    .map(|(attempts, ended)| {
+        sale_end = ended;
+        attempts
+    })?;
     if from_journal.is_some() {
         return Ok(from_journal);
     }
@@ -214,7 +249,12 @@ async fn lookup(api: &Api, order_id: &str) -> Result<Option<Value>, ApiError> {
             reply: tx,
         })
         .await;
-    Ok(rx.await.ok().flatten().map(|ev| event_json(&ev)))
+    Ok(rx
+        .await
+        .ok()
+        .flatten()
+        .map(|ev| event_json(&ev))
+        .or(sale_end))
 }
 
 async fn create(State(api): State<Api>, body: Bytes) -> Result<Response, ApiError> {
@@ -273,7 +313,9 @@ async fn create(State(api): State<Api>, body: Bytes) -> Result<Response, ApiErro
         Some(_) => return Err(bad("bad_goods", "goods_detail must be a JSON array")),
     };
     // The same order id again: the same payment, never a second charge.
-    if let Some(existing) = lookup(&api, &req.order_id).await? {
+    if let Some(existing) = lookup(&api, &req.order_id).await?
+        && !ended_without_attempt(&existing)
+    {
         if existing["amount_fen"].as_u64() != Some(amount.fen()) {
             return Err(ApiError(
                 StatusCode::CONFLICT,
@@ -532,12 +574,33 @@ async fn health(State(api): State<Api>) -> Response {
             "taking_payments": blocker.is_none(),
             "why_not": blocker,
             "safe_mode": s.safe_mode.load(Ordering::SeqCst),
-            "online": s.online.load(Ordering::SeqCst),
+            "online": s.online(),
+            "gateways": gateways_json(s),
             "unsettled": s.unsettled.load(Ordering::SeqCst),
             "version": env!("CARGO_PKG_VERSION"),
         })),
     )
         .into_response()
+}
+
+/// Each configured gateway as its answers describe it: `online` is `null` until it was asked.
+fn gateways_json(s: &Shared) -> Value {
+    let snap = s.health.snapshot();
+    let mut out = serde_json::Map::new();
+    for name in read(&s.gateways).names() {
+        let h = snap.get(&name).cloned().unwrap_or_default();
+        out.insert(
+            name,
+            json!({
+                "online": h.online(),
+                "last_latency_ms": h.last_latency_ms,
+                "last_answer_ms": h.last_answer_ms,
+                "last_silence_ms": h.last_silence_ms,
+                "unanswered_in_a_row": h.silent_in_a_row,
+            }),
+        );
+    }
+    Value::Object(out)
 }
 
 async fn metrics(State(api): State<Api>) -> Response {
@@ -570,10 +633,28 @@ async fn metrics(State(api): State<Api>) -> Response {
     ));
     out.push_str(&g(
         "payterm_online",
-        "1 when the gateways are reachable.",
+        "1 when every gateway asked answered its last request.",
         "gauge",
-        s.online.load(Ordering::SeqCst) as u64,
+        s.online() as u64,
     ));
+    let snap = s.health.snapshot();
+    out.push_str("# HELP payterm_gateway_online 1 when the gateway answered its last request.\n# TYPE payterm_gateway_online gauge\n");
+    for (name, h) in &snap {
+        if let Some(on) = h.online() {
+            out.push_str(&format!(
+                "payterm_gateway_online{{gateway=\"{name}\"}} {}\n",
+                on as u8
+            ));
+        }
+    }
+    out.push_str("# HELP payterm_gateway_latency_ms How long the gateway's last answered request took.\n# TYPE payterm_gateway_latency_ms gauge\n");
+    for (name, h) in &snap {
+        if let Some(ms) = h.last_latency_ms {
+            out.push_str(&format!(
+                "payterm_gateway_latency_ms{{gateway=\"{name}\"}} {ms}\n"
+            ));
+        }
+    }
     out.push_str(&g(
         "payterm_safe_mode",
         "1 when the journal is damaged and sales are refused.",

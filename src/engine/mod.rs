@@ -629,10 +629,12 @@ impl Engine {
         let r = self
             .journal
             .commit_step(row.attempt_id, row.version, step, extra, now)?;
+        // The code only as its mask: never the code itself.
+        let code = r.code_mask.as_deref().unwrap_or("-");
         if step.alarm {
-            tracing::warn!(order = %r.order_id, out_trade_no = %r.out_trade_no, "{}", step.note);
+            tracing::warn!(order = %r.order_id, out_trade_no = %r.out_trade_no, code, state = %r.machine.state, "{}", step.note);
         } else {
-            tracing::info!(order = %r.order_id, out_trade_no = %r.out_trade_no, state = %r.machine.state, "{}", step.note);
+            tracing::info!(order = %r.order_id, out_trade_no = %r.out_trade_no, code, state = %r.machine.state, "{}", step.note);
         }
         observe(&r, &step.note);
         Ok(r)

@@ -9,6 +9,7 @@
 
 pub mod offline;
 pub mod preauth;
+pub mod sales;
 pub mod schema;
 
 use std::path::{Path, PathBuf};
@@ -291,6 +292,15 @@ impl Journal {
             conn,
             path: path.to_path_buf(),
         })
+    }
+
+    /// SQLite's `PRAGMA data_version`: it changes when another connection (another thread's
+    /// engine, or another process such as `payterm recover`) committed since this connection
+    /// last looked. A cheap way for a long-lived reader to know whether to re-read at all.
+    pub fn data_version(&self) -> Result<i64, JournalError> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
     }
 
     pub fn path(&self) -> &Path {

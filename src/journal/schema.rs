@@ -191,4 +191,16 @@ ALTER TABLE attempts ADD COLUMN sent_ms INTEGER;
 ALTER TABLE attempts ADD COLUMN contact_ms INTEGER;
 ALTER TABLE attempts ADD COLUMN confirming INTEGER NOT NULL DEFAULT 0;
 "#,
+    // 5: sales that ended before any attempt (abandoned, timed out waiting for a code, face
+    // authorisation failed, refused by a guard): the ECR API answers for them (journal::sales).
+    r#"
+CREATE TABLE sales(
+    order_id   TEXT PRIMARY KEY,
+    state      TEXT NOT NULL,
+    note       TEXT NOT NULL,
+    amount_fen INTEGER NOT NULL CHECK (amount_fen > 0),
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+"#,
 ];

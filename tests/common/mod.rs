@@ -80,6 +80,13 @@ listen = "127.0.0.1:0"
 
 impl Env {
     pub fn start() -> Env {
+        Env::start_with_hang(2_500)
+    }
+
+    /// [`Env::start`] with a sandbox that holds an unanswered request `hang_ms` before dropping
+    /// it (2.5 s by default; longer than the production 15 s timeout makes a silent gateway).
+    pub fn start_with_hang(hang_ms: u64) -> Env {
+        let hang = hang_ms.to_string();
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(
             dir.path().join("agg.key"),
@@ -92,7 +99,7 @@ impl Env {
         let mut sandbox = Command::new(BIN)
             .args(["--json", "--config"])
             .arg(&boot)
-            .args(["sandbox", "--listen", "127.0.0.1:0", "--hang-ms", "2500"])
+            .args(["sandbox", "--listen", "127.0.0.1:0", "--hang-ms", &hang])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -416,12 +423,20 @@ impl Env {
     /// Starts `payterm run` with its ECR API on `port` (stderr to `daemon-N.log` in the test's
     /// directory, so a failing test can show it). Does not wait for it to be ready.
     pub fn spawn_daemon(&self, port: u16) -> Daemon {
+        self.spawn_daemon_with(port, &[])
+    }
+
+    /// [`Env::spawn_daemon`] with extra environment (systemd's `NOTIFY_SOCKET`, say).
+    pub fn spawn_daemon_with(&self, port: u16, envs: &[(&str, &str)]) -> Daemon {
         static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = std::fs::File::create(self.dir.path().join(format!("daemon-{n}.log")))
             .expect("daemon log");
-        let child = self
-            .cmd()
+        let mut cmd = self.cmd();
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let child = cmd
             .env_remove("PAYTERM_FAILPOINT")
             .env("PAYTERM_LOG", "warn")
             .current_dir(self.dir.path())
