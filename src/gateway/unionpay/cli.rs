@@ -17,7 +17,7 @@ use chrono::NaiveDate;
 use super::cert::Certificate;
 use super::gateway::{AcpGateway, OwnerMode, ReconFile, owner_name};
 use super::message::AcpMessage;
-use super::recon::ZmRecord;
+use super::recon::{ZmRecord, clearing_date};
 use super::txn::TxnTime;
 use super::verify::{TrustConfig, VerifyReport, verify_notification_report, verify_report};
 use crate::config::Config;
@@ -288,17 +288,6 @@ impl std::fmt::Display for Difference {
                 "state differs: {order_id}: journal {journal}, file {file}"
             ),
         }
-    }
-}
-
-/// The ACP clearing date of a Beijing wall-clock time: from 23:00 on it is the next day's.
-pub fn clearing_date(t: TxnTime) -> NaiveDate {
-    let n = t.naive();
-    let d = n.date();
-    if n.time() >= chrono::NaiveTime::from_hms_opt(23, 0, 0).unwrap_or_default() {
-        d.succ_opt().unwrap_or(d)
-    } else {
-        d
     }
 }
 
