@@ -328,8 +328,8 @@ pub(crate) struct AcpOrig {
 }
 
 impl AcpOrig {
-    pub(crate) fn to_args(&self) -> payterm::gateway::unionpay::cli::OrigArgs {
-        payterm::gateway::unionpay::cli::OrigArgs {
+    pub(crate) fn to_args(&self) -> crate::commands::acp::OrigArgs {
+        crate::commands::acp::OrigArgs {
             query_id: self.orig_query_id.clone(),
             order_id: self.orig_order_id.clone(),
             txn_time: self.orig_txn_time.clone(),
@@ -398,12 +398,12 @@ impl AcpCmd {
     pub(crate) fn preauth(
         &self,
     ) -> Option<(
-        payterm::gateway::unionpay::cli::AcpPreAuthCmd,
-        payterm::gateway::unionpay::cli::OrigArgs,
+        crate::commands::acp::AcpPreAuthCmd,
+        crate::commands::acp::OrigArgs,
         &str,
         &Option<String>,
     )> {
-        use payterm::gateway::unionpay::cli::AcpPreAuthCmd as P;
+        use crate::commands::acp::AcpPreAuthCmd as P;
         Some(match self {
             AcpCmd::Preauth {
                 amount,

@@ -12,6 +12,7 @@ pub(crate) mod daemon;
 pub(crate) mod journal;
 pub(crate) mod misc;
 pub(crate) mod pay;
+pub(crate) mod preauth;
 pub(crate) mod query;
 pub(crate) mod reconcile;
 pub(crate) mod recover;

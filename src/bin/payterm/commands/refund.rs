@@ -47,6 +47,6 @@ pub(crate) fn check_refund_id(
 ) -> Result<(), Fail> {
     let Some(id) = refund_id else { return Ok(()) };
     let row = e.latest(order).map_err(engine_err)?;
-    payterm::gateway::unionpay::cli::check_refund_id(&row.gateway, id)
+    crate::commands::acp::check_refund_id(&row.gateway, id)
         .map_err(|why| Fail(1, anyhow::anyhow!(why)))
 }
