@@ -160,6 +160,8 @@ class Events(threading.Thread):
             if not line:
                 return
             line = line.decode("utf-8", "replace").strip()
+            if os.environ.get("BENCH_DEBUG"):
+                print("SSE", line[:120], file=sys.stderr)
             if line.startswith("data:"):
                 try:
                     ev = json.loads(line[5:])
@@ -226,8 +228,17 @@ def run_daemon(bin_, url, work, n, board, strace):
         order = f"B{tag}{i:07d}"
         body = json.dumps({"order_id": order, "amount": "12.00", "code": "1345678%011d" % (i + 1)})
         t = time.monotonic()
-        conn.request("POST", "/v1/payments", body=body, headers={"Content-Type": "application/json"})
-        conn.getresponse().read()
+        for _ in range(200):
+            conn.request(
+                "POST", "/v1/payments", body=body, headers={"Content-Type": "application/json"}
+            )
+            r = conn.getresponse()
+            text = r.read()
+            if r.status in (200, 202):
+                break
+            if r.status != 409:
+                raise SystemExit(f"the daemon refused {order}: {r.status} {text[:200]!r}")
+            time.sleep(0.002)  # the previous sale is still leaving the counter
         got = ev.wait(order)
         if got is None:
             conn.request("GET", f"/v1/payments/{order}")

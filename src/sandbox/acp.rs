@@ -975,7 +975,7 @@ fn preauth_complete(sb: &Sandbox, req: &AcpMessage) -> Processed {
 /// The clearing date a transaction settles on: its txnTime's day, or the next from 23:00.
 fn settle_date_of(t: &Txn) -> chrono::NaiveDate {
     TxnTime::parse(&t.txn_time)
-        .map(crate::gateway::unionpay::cli::clearing_date)
+        .map(crate::gateway::unionpay::recon::clearing_date)
         .unwrap_or_default()
 }
 

@@ -9,7 +9,6 @@
 //! retry or wait: the engine does. The AppKey and tokens never appear in logs, errors or `Debug`.
 
 pub mod bills;
-pub mod cli;
 pub mod codes;
 pub mod token;
 

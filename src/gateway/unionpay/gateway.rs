@@ -2326,8 +2326,9 @@ back_url = "https://example.com/acp/notify"
         let now = crate::util::now_ms();
         let a = attempt(1500, now);
         g.pay(&a, &code());
-        let date =
-            crate::gateway::unionpay::cli::clearing_date(TxnTime::parse(&a.chan_txn_time).unwrap());
+        let date = crate::gateway::unionpay::recon::clearing_date(
+            TxnTime::parse(&a.chan_txn_time).unwrap(),
+        );
         let f = g.download_recon(date).unwrap();
         let recs: Vec<&ZmRecord> = f.records().collect();
         assert!(

@@ -6,11 +6,10 @@
 //! to load a key or certificate, never read the clock (time is always a parameter) and never draw
 //! randomness they were not given. `gateway` puts them on the wire as the engine's
 //! [`crate::gateway::Gateway`] (sending only through the transport, recording follow-up
-//! identities before sending them), and `cli` holds `payterm acp verify` and `payterm reconcile`.
-//! The journal and the state machine live elsewhere.
+//! identities before sending them). `payterm acp verify` and `payterm reconcile` are the command
+//! line's (src/bin/payterm/commands/); the journal and the state machine live elsewhere.
 
 pub mod cert;
-pub mod cli;
 pub(crate) mod der;
 pub mod gateway;
 pub mod message;

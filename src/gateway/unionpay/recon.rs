@@ -13,6 +13,7 @@ use std::io::Read;
 use base64::Engine as _;
 use flate2::read::{DeflateDecoder, ZlibDecoder};
 
+use super::txn::TxnTime;
 use crate::core::money::Amount;
 
 /// Largest decompressed archive or entry accepted (a day of a busy merchant is a few MB).
@@ -33,6 +34,18 @@ pub enum ReconError {
     BadEntry { name: String, why: String },
     #[error("ZM line {line}: {why}")]
     BadLine { line: usize, why: String },
+}
+
+/// The ACP clearing date of a Beijing wall-clock time: from 23:00 on it is the next day's.
+/// Here, not in the command line, because the sandbox files its transactions by it too.
+pub fn clearing_date(t: TxnTime) -> chrono::NaiveDate {
+    let n = t.naive();
+    let d = n.date();
+    if n.time() >= chrono::NaiveTime::from_hms_opt(23, 0, 0).unwrap_or_default() {
+        d.succ_opt().unwrap_or(d)
+    } else {
+        d
+    }
 }
 
 /// Decodes `fileContent`: Base64, then zlib inflate.
@@ -718,5 +731,13 @@ mod tests {
         z.extend_from_slice(&cd);
         let entries = unzip(&z).unwrap();
         assert_eq!(entries[0].data, data);
+    }
+
+    #[test]
+    fn the_clearing_day_turns_at_23_00() {
+        let t = |s| TxnTime::parse(s).unwrap();
+        let day = |d| chrono::NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
+        assert_eq!(clearing_date(t("20261122225959")), day(22));
+        assert_eq!(clearing_date(t("20261122230000")), day(23));
     }
 }

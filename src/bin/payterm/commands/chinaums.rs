@@ -1,21 +1,49 @@
-//! `payterm chinaums …`: the bills pre-authorisation family from the command line.
+//! `payterm chinaums …`: the ChinaUMS netpay bills pre-authorisation family, moved out of the
+//! library's gateway so that the gateway does not reach up into the engine and the journal.
 //!
-//! Loads the configuration, builds the client and runs one call; returns the exit code
-//! (0 done, 1 bad input or configuration, 2 refused by ChinaUMS, 3 outcome unknown), a JSON
-//! value and a sentence for people. It prints nothing itself. The three operations that move
-//! money go through engine::preauth: journaled before sending, resolved by `payterm recover`
-//! when the reply is lost, never sent twice under one request number; `bill-query` only reads.
+//! Each command loads the configuration, builds the client and runs one call, answering with an
+//! exit code (0 done, 1 bad input or configuration, 2 refused by ChinaUMS, 3 outcome unknown), a
+//! JSON value and a sentence. The three operations that move money must go through
+//! engine::preauth: journaled before sending, resolved by `payterm recover` when the reply is
+//! lost, never sent twice under one request number; `bill-query` only reads.
 
 use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::{BillResult, ChinaUms, PreAuthRef, UmsError};
-use crate::core::money::Amount;
+use payterm::core::money::Amount;
+use payterm::gateway::chinaums::{BillResult, ChinaUms, PreAuthRef, UmsError};
+
+use crate::cli::{ChinaumsCmd, Cli};
+use crate::commands::preauth::command_result;
+use crate::output::{Fail, Out};
+
+pub(crate) fn run(cli: &Cli, out: &Out, cmd: &ChinaumsCmd) -> Result<u8, Fail> {
+    let (op, bill) = match cmd {
+        ChinaumsCmd::PreauthCancel(b) => (BillOp::PreAuthCancel, b),
+        ChinaumsCmd::PreauthComplete { bill, amount } => (
+            BillOp::PreAuthComplete {
+                amount: amount.clone(),
+            },
+            bill,
+        ),
+        ChinaumsCmd::PreauthCompleteCancel(b) => (BillOp::PreAuthCompleteCancel, b),
+        ChinaumsCmd::BillQuery(b) => (BillOp::Query, b),
+    };
+    let (code, value, human) = bill_command(
+        &cli.config,
+        cli.journal.as_deref(),
+        op,
+        bill.to_ref(),
+        bill.request_no.clone(),
+    );
+    out.line(human, value);
+    Ok(code)
+}
 
 /// Which bills call to make.
 #[derive(Clone, Debug)]
-pub enum BillOp {
+pub(crate) enum BillOp {
     PreAuthCancel,
     PreAuthComplete { amount: String },
     PreAuthCompleteCancel,
@@ -34,7 +62,7 @@ impl BillOp {
 }
 
 fn client(config: &Path) -> Result<ChinaUms, String> {
-    let cfg = crate::config::Config::load(config).map_err(|e| e.to_string())?;
+    let cfg = payterm::config::Config::load(config).map_err(|e| e.to_string())?;
     let c = cfg
         .file
         .gateways
@@ -46,7 +74,7 @@ fn client(config: &Path) -> Result<ChinaUms, String> {
 
 /// Runs one bills call; `journal` overrides the configured journal, `request_no` is our number
 /// for the operation (a new one when absent).
-pub fn bill_command(
+pub(crate) fn bill_command(
     config: &Path,
     journal: Option<&Path>,
     op: BillOp,
@@ -115,8 +143,8 @@ fn journaled(
     r: &PreAuthRef,
     request_no: Option<String>,
 ) -> (u8, Value, String) {
-    use crate::engine::preauth::{PreAuthError, bill_plan, command_result, run};
-    use crate::journal::{Journal, PreAuthOp};
+    use payterm::engine::preauth::{PreAuthError, bill_plan, run};
+    use payterm::journal::{Journal, PreAuthOp};
     let bad = |e: String| command_result(name, Err(PreAuthError::BadInput(e)));
     let (kind, amount) = match op {
         BillOp::PreAuthCancel => (PreAuthOp::Cancel, Amount::from_fen(0)),
@@ -131,7 +159,7 @@ fn journaled(
         Ok(p) => p,
         Err(e) => return command_result(name, Err(e)),
     };
-    let cfg = match crate::config::Config::load(config) {
+    let cfg = match payterm::config::Config::load(config) {
         Ok(c) => c,
         Err(e) => return bad(e.to_string()),
     };
