@@ -13,6 +13,8 @@ pub mod device;
 pub mod ecr;
 pub mod engine;
 pub mod failpoint;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod journal;
 pub mod sandbox;

@@ -40,7 +40,7 @@ use crate::ui::model::{ContractRefusal, DeclineReason, Screen, Wallet as UiWalle
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct ContractChargeBody {
+pub(crate) struct ContractChargeBody {
     /// The 云闪付 contract (协议号) the kiosk knows the customer by.
     contract_id: String,
     /// Yuan as a string, e.g. "12.34".
@@ -281,12 +281,12 @@ pub(super) async fn is_offline_charge(api: &Api, order_id: &str) -> Result<bool,
     Ok(recorded(api, order_id).await?.0.is_some())
 }
 
-/// `POST /v1/contract-charges`.
-pub(super) async fn create(
-    State(api): State<Api>,
-    body: axum::body::Bytes,
-) -> Result<Response, ApiError> {
-    let req: ContractChargeBody = serde_json::from_slice(&body).map_err(|e| {
+/// Reads and checks a `POST /v1/contract-charges` body (no journal, no gateway).
+pub(crate) fn contract_charge_request(
+    body: &[u8],
+    max: Amount,
+) -> Result<(ContractChargeBody, Amount), ApiError> {
+    let req: ContractChargeBody = serde_json::from_slice(body).map_err(|e| {
         bad(
             "bad_request",
             format!("the body is not a valid contract charge: {e}"),
@@ -306,9 +306,18 @@ pub(super) async fn create(
             "order_id must be 1 to 32 letters, digits, '_' or '-'",
         ));
     }
-    let max = read(&api.shared.settings).max_amount;
     let amount =
         Amount::parse_with_limit(&req.amount, max).map_err(|e| bad("bad_amount", e.to_string()))?;
+    Ok((req, amount))
+}
+
+/// `POST /v1/contract-charges`.
+pub(super) async fn create(
+    State(api): State<Api>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let max = read(&api.shared.settings).max_amount;
+    let (req, amount) = contract_charge_request(&body, max)?;
     let Some(upapi) = api.shared.upapi() else {
         return Err(ApiError(
             StatusCode::NOT_IMPLEMENTED,

@@ -10,6 +10,8 @@
 
 mod contract;
 
+pub(crate) use contract::contract_charge_request;
+
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -257,8 +259,13 @@ async fn lookup(api: &Api, order_id: &str) -> Result<Option<Value>, ApiError> {
         .or(sale_end))
 }
 
-async fn create(State(api): State<Api>, body: Bytes) -> Result<Response, ApiError> {
-    let req: CreatePayment = serde_json::from_slice(&body).map_err(|e| {
+/// Reads and checks a `POST /v1/payments` body: everything about it that needs no journal.
+pub(crate) fn sale_request(
+    body: &[u8],
+    max: Amount,
+    rules: &[crate::core::authcode::CodeRule],
+) -> Result<SaleRequest, ApiError> {
+    let req: CreatePayment = serde_json::from_slice(body).map_err(|e| {
         bad(
             "bad_request",
             format!("the body is not a valid payment request: {e}"),
@@ -270,7 +277,6 @@ async fn create(State(api): State<Api>, body: Bytes) -> Result<Response, ApiErro
             "order_id must be 1 to 32 letters, digits, '_' or '-'",
         ));
     }
-    let max = read(&api.shared.settings).max_amount;
     let amount =
         Amount::parse_with_limit(&req.amount, max).map_err(|e| bad("bad_amount", e.to_string()))?;
     let wallet = match &req.wallet {
@@ -281,8 +287,7 @@ async fn create(State(api): State<Api>, body: Bytes) -> Result<Response, ApiErro
     let method = match req.method.as_deref().unwrap_or("code") {
         "code" => {
             if let Some(c) = &req.code {
-                let rules = read(&api.shared.settings).code_rules.clone();
-                crate::core::AuthCode::classify(c, &rules)
+                crate::core::AuthCode::classify(c, rules)
                     .map_err(|e| bad("bad_code", e.to_string()))?;
             }
             SaleMethod::Code(req.code.clone())
@@ -312,31 +317,8 @@ async fn create(State(api): State<Api>, body: Bytes) -> Result<Response, ApiErro
         Some(v) if v.is_array() => Some(v.to_string()),
         Some(_) => return Err(bad("bad_goods", "goods_detail must be a JSON array")),
     };
-    // The same order id again: the same payment, never a second charge.
-    if let Some(existing) = lookup(&api, &req.order_id).await?
-        && !ended_without_attempt(&existing)
-    {
-        if existing["amount_fen"].as_u64() != Some(amount.fen()) {
-            return Err(ApiError(
-                StatusCode::CONFLICT,
-                "order_conflict",
-                format!("order {} exists with another amount", req.order_id),
-            ));
-        }
-        return Ok((StatusCode::OK, axum::Json(existing)).into_response());
-    }
-    if contract::is_offline_charge(&api, &req.order_id).await? {
-        return Err(ApiError(
-            StatusCode::CONFLICT,
-            "order_conflict",
-            format!(
-                "order {} is an offline contract charge (see /v1/contract-charges)",
-                req.order_id
-            ),
-        ));
-    }
-    let sale = SaleRequest {
-        order_id: req.order_id.clone(),
+    Ok(SaleRequest {
+        order_id: req.order_id,
         amount,
         method,
         details: OrderDetails {
@@ -346,7 +328,36 @@ async fn create(State(api): State<Api>, body: Bytes) -> Result<Response, ApiErro
             operator: req.operator,
             ..Default::default()
         },
+    })
+}
+
+async fn create(State(api): State<Api>, body: Bytes) -> Result<Response, ApiError> {
+    let (max, rules) = {
+        let s = read(&api.shared.settings);
+        (s.max_amount, s.code_rules.clone())
     };
+    let sale = sale_request(&body, max, &rules)?;
+    let (order_id, amount) = (sale.order_id.clone(), sale.amount);
+    // The same order id again: the same payment, never a second charge.
+    if let Some(existing) = lookup(&api, &order_id).await?
+        && !ended_without_attempt(&existing)
+    {
+        if existing["amount_fen"].as_u64() != Some(amount.fen()) {
+            return Err(ApiError(
+                StatusCode::CONFLICT,
+                "order_conflict",
+                format!("order {order_id} exists with another amount"),
+            ));
+        }
+        return Ok((StatusCode::OK, axum::Json(existing)).into_response());
+    }
+    if contract::is_offline_charge(&api, &order_id).await? {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            "order_conflict",
+            format!("order {order_id} is an offline contract charge (see /v1/contract-charges)"),
+        ));
+    }
     let (tx, rx) = oneshot::channel();
     api.sales
         .send(SaleCmd::Start {
@@ -471,24 +482,29 @@ struct RefundBody {
     refund_id: Option<String>,
 }
 
-async fn refund(
-    State(api): State<Api>,
-    Path(order_id): Path<String>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let b: RefundBody = serde_json::from_slice(&body).map_err(|e| {
+/// Reads a `POST /v1/payments/{id}/refund` body: the amount and the caller's refund id.
+pub(crate) fn refund_request(body: &[u8]) -> Result<(Amount, Option<String>), ApiError> {
+    let b: RefundBody = serde_json::from_slice(body).map_err(|e| {
         bad(
             "bad_request",
             format!("the body is not a refund request: {e}"),
         )
     })?;
     let amount = Amount::parse_yuan(&b.amount).map_err(|e| bad("bad_amount", e.to_string()))?;
+    Ok((amount, b.refund_id))
+}
+
+async fn refund(
+    State(api): State<Api>,
+    Path(order_id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (amount, refund_id) = refund_request(&body)?;
     let shared = api.shared.clone();
-    let r = tokio::task::spawn_blocking(move || {
-        shared.engine()?.refund(&order_id, amount, b.refund_id)
-    })
-    .await
-    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let r =
+        tokio::task::spawn_blocking(move || shared.engine()?.refund(&order_id, amount, refund_id))
+            .await
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     match r {
         Ok(r) => Ok(axum::Json(json!({"refund_id": r.out_refund_no, "amount_fen": r.amount.fen(), "state": r.state, "note": r.note})).into_response()),
         Err(crate::engine::EngineError::Journal(e @ JournalError::RefundTooLarge { .. })) => Err(bad("refund_too_large", e.to_string())),

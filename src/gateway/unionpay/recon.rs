@@ -350,16 +350,26 @@ fn parse_dc(b: &[u8], line: usize, what: &str) -> Result<Option<DebitCredit>, Re
         line,
         why: format!("{what} {t:?} is not C/D followed by digits"),
     };
-    let (sign, digits) = t.split_at(1);
-    if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+    // The text is lossily decoded, so its first character may be multi-byte: match on the byte
+    // rather than splitting the str at byte 1.
+    let (credit, digits) = match t.as_bytes() {
+        [b'C', rest @ ..] => (true, rest),
+        [b'D', rest @ ..] => (false, rest),
+        _ => return Err(err()),
+    };
+    if digits.is_empty() || !digits.iter().all(|c| c.is_ascii_digit()) {
         return Err(err());
     }
-    let fen: u64 = digits.parse().map_err(|_| err())?;
-    match sign {
-        "C" => Ok(Some(DebitCredit::Credit(Amount::from_fen(fen)))),
-        "D" => Ok(Some(DebitCredit::Debit(Amount::from_fen(fen)))),
-        _ => Err(err()),
-    }
+    let fen: u64 = std::str::from_utf8(digits)
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .ok_or_else(err)?;
+    let a = Amount::from_fen(fen);
+    Ok(Some(if credit {
+        DebitCredit::Credit(a)
+    } else {
+        DebitCredit::Debit(a)
+    }))
 }
 
 /// Parses one ZM line (`line` is its 1-based number, for errors).
@@ -668,6 +678,22 @@ mod tests {
         let mut no_sep = line.into_bytes();
         no_sep[3] = b'x';
         assert!(parse_zm_line(&no_sep, 1).is_err());
+    }
+
+    #[test]
+    fn multibyte_first_char_in_a_debit_credit_field_is_an_error_not_a_panic() {
+        // The merchant-fee field starting with a multi-byte character ("é" then digits) used
+        // to split the text inside that character and panic (abort, in release builds).
+        let mut line = format_zm_line(&sample()).into_bytes();
+        let fee_at: usize = ZM_WIDTHS[..15].iter().sum::<usize>() + 15;
+        line[fee_at..fee_at + 2].copy_from_slice("é".as_bytes());
+        assert!(matches!(
+            parse_zm_line(&line, 4),
+            Err(ReconError::BadLine { line: 4, .. })
+        ));
+        // Invalid UTF-8 there decodes to U+FFFD, also multi-byte.
+        line[fee_at] = 0xff;
+        assert!(parse_zm_line(&line, 4).is_err());
     }
 
     #[test]
