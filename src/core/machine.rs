@@ -812,6 +812,7 @@ mod tests {
             after_window: AfterWindow::Refund,
             review_after_ms: 60_000,
             not_found_final_after_ms: 2_000,
+            qr_wait_ms: 120_000,
         }
     }
 

@@ -55,6 +55,14 @@ pub struct Policy {
     /// order. Before then it is an unknown outcome, asked again on the schedule.
     #[serde(default = "default_not_found_final_after_ms")]
     pub not_found_final_after_ms: u64,
+    /// How long a QR pre-order waits for the customer to scan and pay (at least
+    /// `pay_deadline_ms`): opening a wallet and scanning takes longer than a password.
+    #[serde(default = "default_qr_wait_ms")]
+    pub qr_wait_ms: u64,
+}
+
+fn default_qr_wait_ms() -> u64 {
+    120_000
 }
 
 /// Three minutes: Alipay's own processing timeout for a trade (Antom's implementing guide, cited
@@ -82,6 +90,7 @@ impl Policy {
             after_window: AfterWindow::Refund,
             review_after_ms: 24 * 3_600_000,
             not_found_final_after_ms: NOT_FOUND_FINAL_AFTER_MS,
+            qr_wait_ms: default_qr_wait_ms(),
         }
     }
 
@@ -102,12 +111,13 @@ impl Policy {
             after_window: AfterWindow::Refund,
             review_after_ms: 24 * 3_600_000,
             not_found_final_after_ms: NOT_FOUND_FINAL_AFTER_MS,
+            qr_wait_ms: default_qr_wait_ms(),
         }
     }
 
     /// A QR pre-order waits longer than a code: the customer must open a wallet and scan.
     pub fn qr_deadline_ms(&self) -> u64 {
-        self.pay_deadline_ms.max(120_000)
+        self.pay_deadline_ms.max(self.qr_wait_ms)
     }
 
     /// The longest gap between two queries of the schedule: contact older than twice this is
@@ -192,6 +202,14 @@ impl Policy {
                 self.pay_deadline_ms
             ));
         }
+        if let ReverseWindow::After { ms } = self.reverse_window
+            && ms <= self.qr_deadline_ms()
+        {
+            p.push(format!(
+                "the cancel window ({ms} ms) closes before a QR pre-order stops waiting ({} ms, qr_wait_ms): an unpaid QR order could only be reviewed by a person",
+                self.qr_deadline_ms()
+            ));
+        }
         if self.review_after_ms <= self.not_found_final_after_ms {
             p.push("review_after_ms must be longer than not_found_final_after_ms".to_string());
         }
@@ -249,7 +267,8 @@ mod tests {
         assert!(Policy::acp().problems().is_empty());
         let mut bad = Policy::aggregator();
         bad.reverse_window = ReverseWindow::After { ms: 10_000 };
-        // It closes before the cancel may be sent, and before the pay deadline.
-        assert_eq!(bad.problems().len(), 2);
+        // It closes before the cancel may be sent, before the pay deadline and before a QR
+        // pre-order stops waiting.
+        assert_eq!(bad.problems().len(), 3);
     }
 }

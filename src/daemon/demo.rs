@@ -52,6 +52,9 @@ saf_base_ms = 5000
 saf_cap_ms = 30000
 after_window = "refund"
 review_after_ms = 86400000
+# The sandbox's clock runs fast, so its 5-minute cancel window is 100 s here: a QR code is
+# shown for 60 s, and an unpaid one is still cancelled inside the window.
+qr_wait_ms = 60000
 
 [recovery]
 interval_ms = 5000

@@ -143,6 +143,7 @@ pub fn default_policy() -> Policy {
         after_window: AfterWindow::Refund,
         review_after_ms: 24 * 3_600_000,
         not_found_final_after_ms: crate::core::policy::NOT_FOUND_FINAL_AFTER_MS,
+        qr_wait_ms: 120_000,
     }
 }
 
