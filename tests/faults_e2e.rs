@@ -179,3 +179,41 @@ fn refund_query_without_an_answer_says_so() {
     let (c, q, _) = env.run_json(&["refund-query", &refund_id]);
     assert_eq!(c, 0, "{q}");
 }
+
+#[test]
+fn a_person_closes_a_review_item_and_the_note_stays_in_the_history() {
+    let env = Env::start();
+    env.edit_config("review_after_ms = 86400000", "review_after_ms = 4000");
+    env.faults(r#"{"down": true}"#);
+    let (c, v) = env.pay("28.00", &code(8));
+    assert_eq!(c, 3, "{v}");
+    let order = v["order"].as_str().unwrap().to_string();
+    // Still no answer at the review deadline: a person must settle it.
+    std::thread::sleep(Duration::from_millis(4_500));
+    env.recover();
+    let e = env.journal_entry(|a| a["amount"] == 2800).unwrap();
+    assert_eq!(e["attempt"]["state"], "MANUAL_REVIEW", "{e}");
+    env.faults("{}");
+    // The request never arrived (the gateway was down): the person finds nothing charged.
+    let (c, r, out) = env.run_json(&[
+        "journal",
+        "resolve",
+        &order,
+        "--failed",
+        "--note",
+        "asked the aggregator's support: no such order",
+    ]);
+    assert_eq!(c, 0, "{r} {}", String::from_utf8_lossy(&out.stderr));
+    let e = env.journal_entry(|a| a["amount"] == 2800).unwrap();
+    assert_eq!(e["attempt"]["state"], "FAILED");
+    assert!(
+        e["history"].as_array().unwrap().iter().any(|h| h["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("no such order"))),
+        "{e}"
+    );
+    // Only review items are a person's: a settled order is refused, and nothing changes.
+    let (c, _, _) = env.run_json(&["journal", "resolve", &order, "--done", "--note", "x"]);
+    assert_eq!(c, 2);
+    env.assert_consistent(true);
+}

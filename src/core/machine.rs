@@ -726,6 +726,42 @@ pub fn paid_evidence(a: &Attempt, policy: &Policy, now: i64) -> Option<Step> {
     }
 }
 
+/// What a person found when settling an attempt in manual review.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolution {
+    /// The gateway holds the customer's money for this order: the store's sale.
+    Paid,
+    /// The customer was never charged.
+    NotCharged,
+    /// The customer was charged and the money went back.
+    Refunded,
+}
+
+/// A person settles an attempt in manual review — the only way out of it. `None`: the attempt
+/// is not in review (the machine settles everything else by itself).
+pub fn resolve(a: &Attempt, to: Resolution, note: &str) -> Option<Step> {
+    if a.state != AttemptState::ManualReview {
+        return None;
+    }
+    let mut b = a.clone();
+    b.next_at_ms = None;
+    let (state, action, what) = match to {
+        Resolution::Paid => (AttemptState::Paid, None, "paid"),
+        Resolution::NotCharged => (AttemptState::Failed, None, "not charged"),
+        Resolution::Refunded => (
+            AttemptState::Reversed,
+            Some(ReverseAction::Refund),
+            "refunded",
+        ),
+    };
+    b.state = state;
+    b.reverse_action = action;
+    Some(Step::new(
+        b,
+        format!("resolved by a person as {what}: {note}"),
+    ))
+}
+
 /// A signed notification whose amount is not the order's: not believed, and a person looks
 /// at the order (RELIABILITY.md §5: a mismatch is manual review, never paid).
 pub fn notice_mismatch(a: &Attempt, notice_amount: &str, order_amount: &str) -> Step {
@@ -1014,6 +1050,26 @@ mod tests {
             other => panic!("no {other:?} before the order was asked"),
         });
         assert_eq!(a.state, AttemptState::Paid, "{ops:?}");
+    }
+
+    #[test]
+    fn only_a_person_leaves_review_and_only_from_review() {
+        let p = fast();
+        let mut a = Attempt::new(&p, T0);
+        assert_eq!(resolve(&a, Resolution::Paid, "x"), None);
+        a.state = AttemptState::ManualReview;
+        let s = resolve(&a, Resolution::Refunded, "checked the bill").unwrap();
+        assert_eq!(s.attempt.state, AttemptState::Reversed);
+        assert_eq!(s.attempt.reverse_action, Some(ReverseAction::Refund));
+        assert!(s.note.contains("checked the bill"));
+        assert_eq!(
+            resolve(&a, Resolution::NotCharged, "x")
+                .unwrap()
+                .attempt
+                .state,
+            AttemptState::Failed
+        );
+        assert_eq!(next(&s.attempt, &p, T0, false), Next::Settled);
     }
 
     #[test]

@@ -771,6 +771,38 @@ impl Engine {
         out
     }
 
+    /// A person settles an attempt in manual review (`payterm journal resolve`): the note says
+    /// what was found and where, and stays in the history. The journal's unique index still
+    /// refuses a second PAID attempt on one order.
+    pub fn resolve_review(
+        &mut self,
+        name: &str,
+        to: machine::Resolution,
+        note: &str,
+        observe: Observer<'_>,
+    ) -> Result<AttemptRow, EngineError> {
+        let rows = self.journal.find(name)?;
+        let row = rows
+            .into_iter()
+            .rev()
+            .find(|r| r.machine.state == AttemptState::ManualReview)
+            .ok_or_else(|| {
+                EngineError::Refused(format!(
+                    "{name} has no attempt in manual review; the machine settles the others by itself"
+                ))
+            })?;
+        let step = machine::resolve(&row.machine, to, note)
+            .ok_or_else(|| EngineError::Refused(format!("{name} is not in manual review")))?;
+        let now = self.now();
+        let extra = StepExtra {
+            op: None,
+            detail: "resolved by a person",
+            chan_trade_no: None,
+            code_url: None,
+        };
+        self.commit(&row, &step, &extra, now, observe)
+    }
+
     /// Asks the gateway about an order now, without changing the journal.
     pub fn query(&self, name: &str) -> Result<(AttemptRow, GatewayReply), EngineError> {
         let row = self.latest(name)?;

@@ -66,6 +66,7 @@ saf_cap_ms = 4000
 after_window = "refund"
 review_after_ms = 86400000
 not_found_final_after_ms = 3000
+qr_wait_ms = 6000
 
 [recovery]
 interval_ms = 500

@@ -461,11 +461,18 @@ pub(crate) enum JournalCmd {
     /// `--failed` it did not. Until then it blocks other operations on the same
     /// pre-authorisation.
     Resolve {
+        /// A pre-authorisation operation's request number, or an order (or its out_trade_no)
+        /// with an attempt in manual review.
         request_no: String,
-        #[arg(long, conflicts_with = "failed", required_unless_present = "failed")]
+        /// The operation went through / the order was paid and the store keeps the money.
+        #[arg(long, conflicts_with_all = ["failed", "refunded"], required_unless_present_any = ["failed", "refunded"])]
         done: bool,
-        #[arg(long)]
+        /// The operation did not happen / the customer was never charged.
+        #[arg(long, conflicts_with = "refunded")]
         failed: bool,
+        /// An order only: the customer was charged and the money went back.
+        #[arg(long)]
+        refunded: bool,
         /// What the person found, and where (kept in the history).
         #[arg(long)]
         note: String,

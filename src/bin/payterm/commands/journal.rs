@@ -172,13 +172,49 @@ pub(crate) fn run(cli: &Cli, out: &Out, cmd: &JournalCmd) -> Result<u8, Fail> {
         JournalCmd::Resolve {
             request_no,
             done,
-            failed: _,
+            failed,
+            refunded,
             note,
         } => {
             if note.trim().is_empty() {
                 return Err(Fail(
                     1,
                     anyhow!("--note must say what was found, and where"),
+                ));
+            }
+            // An order (or out_trade_no) with an attempt in manual review.
+            if j.preauth_by_request_no(request_no).ok().flatten().is_none()
+                && !j.find(request_no).unwrap_or_default().is_empty()
+            {
+                use payterm::core::machine::Resolution;
+                let to = if *done {
+                    Resolution::Paid
+                } else if *refunded {
+                    Resolution::Refunded
+                } else {
+                    Resolution::NotCharged
+                };
+                let _ = failed;
+                let cfg = crate::context::load(cli)?;
+                let mut e = crate::context::engine(cli, &cfg)?;
+                let r = e
+                    .resolve_review(request_no, to, note.trim(), &mut |_, _| {})
+                    .map_err(|err| Fail(2, err.into()))?;
+                out.line(
+                    format!(
+                        "order {} ({}) is now {}: {}",
+                        r.order_id, r.out_trade_no, r.machine.state, r.last_note
+                    ),
+                    json!({"result": r.machine.state, "order": r.order_id, "out_trade_no": r.out_trade_no, "exit": 0}),
+                );
+                return Ok(0);
+            }
+            if *refunded {
+                return Err(Fail(
+                    1,
+                    anyhow!(
+                        "--refunded is for orders; a pre-authorisation operation is --done or --failed"
+                    ),
                 ));
             }
             let to = if *done {
