@@ -513,3 +513,17 @@ fn acp_verify_real_unionpay_messages_and_a_one_byte_change() {
         );
     }
 }
+
+#[test]
+fn a_lagging_order_store_is_not_proof_of_no_consume() {
+    // Issue "Money is never mislabelled": UnionPay's query answers 34 while its order store
+    // lags behind the consume; the attempt keeps asking and ends PAID, never closed.
+    let env = Env::start();
+    env.post("/_sandbox/faults", r#"{"lag_ms": 1200}"#);
+    let (c, v) = env.pay("3.57", 7);
+    env.post("/_sandbox/faults", "{}");
+    assert_eq!((c, v["result"].as_str()), (0, Some("PAID")), "{v}");
+    let h = env.show(v["order"].as_str().unwrap());
+    assert!(h.contains("34"), "the query saw the lag first: {h}");
+    env.assert_consistent();
+}

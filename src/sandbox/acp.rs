@@ -729,6 +729,12 @@ fn query(sb: &Sandbox, cfg: &AcpSandboxConfig, req: &AcpMessage) -> Processed {
     else {
         return Err(coded(req, "34", "查无此交易"));
     };
+    // A lagging order store (faults.lag_ms): the consume exists, the query cannot see it yet.
+    let now = g.clock.now_ms();
+    let lag = g.faults.lag_ms as i64;
+    if g.ledger.get(&o).is_some_and(|x| now - x.created_ms < lag) {
+        return Err(coded(req, "34", "查无此交易"));
+    }
     let mut became_paid = None;
     if g.acp.txns[i].txn_type == "01"
         && let Some(order) = g.ledger.get_mut(&o)
