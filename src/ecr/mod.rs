@@ -40,7 +40,7 @@ use crate::journal::{AttemptRow, JournalError, ListFilter};
 struct Api {
     shared: Arc<Shared>,
     sales: mpsc::Sender<SaleCmd>,
-    token: Option<Arc<String>>,
+    token: Option<Arc<crate::util::Secret>>,
     /// Contract charges are taken one at a time (see [`contract`]).
     charges: Arc<tokio::sync::Mutex<()>>,
     /// Payment creates are taken one at a time from the look-up of the order id until the sale
@@ -78,7 +78,7 @@ pub fn router(shared: Arc<Shared>, sales: mpsc::Sender<SaleCmd>, token: Option<S
     let api = Api {
         shared,
         sales,
-        token: token.map(Arc::new),
+        token: token.map(|t| Arc::new(crate::util::Secret::new(t))),
         charges: Arc::new(tokio::sync::Mutex::new(())),
         creates: Arc::new(tokio::sync::Mutex::new(())),
     };
@@ -114,6 +114,7 @@ async fn auth(State(api): State<Api>, req: Request, next: Next) -> Response {
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
         use subtle::ConstantTimeEq;
+        let t = t.expose();
         let ok = given.len() == t.len() && bool::from(given.as_bytes().ct_eq(t.as_bytes()));
         if !ok {
             api.shared
