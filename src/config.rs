@@ -169,6 +169,22 @@ pub struct Ecr {
     /// Bearer token file, required for a TCP address other than loopback.
     #[serde(default)]
     pub token_file: Option<String>,
+    /// Connections held open at once; past it the least recently active connection without a
+    /// request being handled is closed, so idle sockets cannot starve a cash register.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// How long a request's header, and then its body, may take to arrive; also how long an
+    /// idle connection is kept.
+    #[serde(default = "default_read_timeout_ms")]
+    pub read_timeout_ms: u64,
+}
+
+fn default_max_connections() -> usize {
+    256
+}
+
+fn default_read_timeout_ms() -> u64 {
+    10_000
 }
 
 fn default_ecr() -> String {
@@ -180,6 +196,8 @@ impl Default for Ecr {
         Ecr {
             listen: default_ecr(),
             token_file: None,
+            max_connections: default_max_connections(),
+            read_timeout_ms: default_read_timeout_ms(),
         }
     }
 }
@@ -496,6 +514,18 @@ impl Config {
                 Ok(_) => {}
             }
         }
+        if let Some(t) = &f.ecr.token_file {
+            self.check_secret(&mut v, "ecr.token_file", t);
+        }
+        if f.ecr.max_connections == 0 {
+            v.push(Problem::error("ecr.max_connections", "must be at least 1"));
+        }
+        if !(100..=600_000).contains(&f.ecr.read_timeout_ms) {
+            v.push(Problem::error(
+                "ecr.read_timeout_ms",
+                "must be from 100 to 600000 (milliseconds)",
+            ));
+        }
         if let Some(b) = &f.board
             && !self.resolve(b).exists()
         {
@@ -697,5 +727,30 @@ back_url = "https://example.com/acp/notify"
         assert_eq!(c.route(Wallet::Ecny), None);
         let k1 = c.device_key().unwrap();
         assert_eq!(c.device_key().unwrap(), k1, "created once, then read back");
+    }
+
+    #[test]
+    fn a_world_readable_ecr_token_is_refused_outside_the_sandbox() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let private = std::fs::Permissions::from_mode(0o600);
+        std::fs::write(dir.path().join("agg.key"), "k").unwrap();
+        std::fs::set_permissions(dir.path().join("agg.key"), private.clone()).unwrap();
+        let token = dir.path().join("ecr.token");
+        std::fs::write(&token, "t0ken").unwrap();
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let p = dir.path().join("c.toml");
+        let text = format!("{MIN}\n[ecr]\nlisten = \"0.0.0.0:8700\"\ntoken_file = \"ecr.token\"\n");
+        let e = Config::parse(&text, &p).unwrap_err().to_string();
+        assert!(
+            e.contains("ecr.token_file") && e.contains("chmod 600"),
+            "{e}"
+        );
+        let sandbox = text.replace("id = \"T01\"", "id = \"T01\"\nsandbox = true");
+        assert!(Config::parse(&sandbox, &p).is_ok());
+        std::fs::set_permissions(&token, private).unwrap();
+        let c = Config::parse(&text, &p).unwrap();
+        assert_eq!(c.file.ecr.max_connections, 256);
+        assert_eq!(c.file.ecr.read_timeout_ms, 10_000);
     }
 }

@@ -54,3 +54,49 @@ mod tests {
         );
     }
 }
+
+/// A secret held in memory (a key, a token): its Debug and Display print `[redacted]`, so a
+/// struct holding one may derive Debug, and its bytes are zeroed when it is dropped.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(zeroize::Zeroizing<String>);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(zeroize::Zeroizing::new(s.into()))
+    }
+
+    /// The secret itself, for the one place that signs or sends with it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Secret {
+        Secret::new(s)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::Secret;
+
+    #[test]
+    fn a_secret_prints_redacted() {
+        let s = Secret::new("e2e-test-md5-key");
+        assert_eq!(format!("{s} {s:?}"), "[redacted] Secret([redacted])");
+        assert_eq!(s.expose(), "e2e-test-md5-key");
+    }
+}

@@ -30,8 +30,8 @@ use crate::ui::model::{
 };
 use crate::util;
 
-/// How a sale is to be paid.
-#[derive(Clone, Debug)]
+/// How a sale is to be paid. Its Debug masks the payment code (a derived one printed it).
+#[derive(Clone)]
 pub enum SaleMethod {
     /// A payment code: given by the caller, or read from the scanner when `None`.
     Code(Option<String>),
@@ -42,6 +42,23 @@ pub enum SaleMethod {
         wallet: Wallet,
         notify_url: Option<String>,
     },
+}
+
+impl std::fmt::Debug for SaleMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SaleMethod::Code(c) => f
+                .debug_tuple("Code")
+                .field(&c.as_deref().map(crate::core::authcode::mask))
+                .finish(),
+            SaleMethod::Face { wallet } => f.debug_struct("Face").field("wallet", wallet).finish(),
+            SaleMethod::Qr { wallet, notify_url } => f
+                .debug_struct("Qr")
+                .field("wallet", wallet)
+                .field("notify_url", notify_url)
+                .finish(),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]

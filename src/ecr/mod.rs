@@ -9,6 +9,7 @@
 //! 云闪付 无感支付 (contract charges, the cancel notice) lives in [`contract`].
 
 mod contract;
+mod listener;
 
 pub(crate) use contract::contract_charge_request;
 
@@ -39,12 +40,17 @@ use crate::journal::{AttemptRow, JournalError, ListFilter};
 struct Api {
     shared: Arc<Shared>,
     sales: mpsc::Sender<SaleCmd>,
-    token: Option<Arc<String>>,
+    token: Option<Arc<crate::util::Secret>>,
     /// Contract charges are taken one at a time (see [`contract`]).
     charges: Arc<tokio::sync::Mutex<()>>,
+    /// Payment creates are taken one at a time from the look-up of the order id until the sale
+    /// controller has the sale: two creates of one order id with different amounts could
+    /// otherwise both find nothing and both be answered 202, one for an amount never charged.
+    creates: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// An API error: an HTTP status, a stable code for programs and a message for people.
+#[derive(Debug)]
 pub struct ApiError(StatusCode, &'static str, String);
 
 impl IntoResponse for ApiError {
@@ -61,12 +67,20 @@ fn bad(code: &'static str, msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, code, msg.into())
 }
 
-pub fn router(shared: Arc<Shared>, sales: mpsc::Sender<SaleCmd>, token: Option<String>) -> Router {
+/// The API's routes with the limits they are served within (see [`listener`]).
+pub struct EcrApi {
+    router: Router,
+    limits: listener::Limits,
+}
+
+pub fn router(shared: Arc<Shared>, sales: mpsc::Sender<SaleCmd>, token: Option<String>) -> EcrApi {
+    let limits = listener::Limits::from_config(&read(&shared.config).file.ecr);
     let api = Api {
         shared,
         sales,
-        token: token.map(Arc::new),
+        token: token.map(|t| Arc::new(crate::util::Secret::new(t))),
         charges: Arc::new(tokio::sync::Mutex::new(())),
+        creates: Arc::new(tokio::sync::Mutex::new(())),
     };
     let v1 = Router::new()
         .route("/v1/payments", post(create).get(list))
@@ -79,10 +93,12 @@ pub fn router(shared: Arc<Shared>, sales: mpsc::Sender<SaleCmd>, token: Option<S
         .route("/v1/health", get(health))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(api.clone(), auth));
-    Router::new()
+    let router = Router::new()
         .merge(v1)
         .route("/notify/{gateway}", post(notify).get(contract::notify_get))
         .with_state(api)
+        .layer(middleware::from_fn_with_state(limits, listener::read_body));
+    EcrApi { router, limits }
 }
 
 async fn auth(State(api): State<Api>, req: Request, next: Next) -> Response {
@@ -98,6 +114,7 @@ async fn auth(State(api): State<Api>, req: Request, next: Next) -> Response {
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
         use subtle::ConstantTimeEq;
+        let t = t.expose();
         let ok = given.len() == t.len() && bool::from(given.as_bytes().ct_eq(t.as_bytes()));
         if !ok {
             api.shared
@@ -126,8 +143,10 @@ struct CreatePayment {
     #[serde(default)]
     method: Option<String>,
     /// A payment code the caller already read; without it the terminal's scanner is used.
+    /// Taken as any JSON value so that a number is refused by us, not by serde, whose message
+    /// would carry the whole code.
     #[serde(default)]
-    code: Option<String>,
+    code: Option<Value>,
     /// For face and qr: WECHAT (default) or ALIPAY.
     #[serde(default)]
     wallet: Option<String>,
@@ -141,6 +160,49 @@ struct CreatePayment {
     goods_detail: Option<Value>,
     #[serde(default)]
     operator: Option<String>,
+}
+
+/// Longest free-text fields. The aggregator's documentation names no widths; these are the
+/// WeChat Pay widths it passes the fields on to (body String(128), attach String(127),
+/// op_user_id String(32), notify_url String(256), goods_detail String(6000)), so a request a
+/// wallet would refuse or truncate is refused here, before anything is journaled or sent.
+const MAX_BODY_CHARS: usize = 128;
+const MAX_ATTACH_CHARS: usize = 127;
+const MAX_OPERATOR_CHARS: usize = 32;
+const MAX_NOTIFY_URL_BYTES: usize = 256;
+const MAX_GOODS_DETAIL_BYTES: usize = 6000;
+
+/// Masks every run of ten or more digits: error messages (serde's among them) may quote what
+/// they were given, and a payment code is 16 to 24 digits.
+fn scrub(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut run = String::new();
+    for ch in msg.chars().chain(std::iter::once(' ')) {
+        if ch.is_ascii_digit() {
+            run.push(ch);
+            continue;
+        }
+        if run.len() >= 10 {
+            out.push_str(&crate::core::authcode::mask(&run));
+        } else {
+            out.push_str(&run);
+        }
+        run.clear();
+        out.push(ch);
+    }
+    out.pop();
+    out
+}
+
+/// Refuses a free-text field longer than `max` characters.
+fn check_len(field: &str, v: Option<&str>, max: usize) -> Result<(), ApiError> {
+    match v {
+        Some(v) if v.chars().count() > max => Err(bad(
+            "too_long",
+            format!("{field} is longer than {max} characters"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn valid_order_id(s: &str) -> bool {
@@ -268,7 +330,7 @@ pub(crate) fn sale_request(
     let req: CreatePayment = serde_json::from_slice(body).map_err(|e| {
         bad(
             "bad_request",
-            format!("the body is not a valid payment request: {e}"),
+            scrub(&format!("the body is not a valid payment request: {e}")),
         )
     })?;
     if !valid_order_id(&req.order_id) {
@@ -279,6 +341,29 @@ pub(crate) fn sale_request(
     }
     let amount =
         Amount::parse_with_limit(&req.amount, max).map_err(|e| bad("bad_amount", e.to_string()))?;
+    check_len("body", req.body.as_deref(), MAX_BODY_CHARS)?;
+    check_len("attach", req.attach.as_deref(), MAX_ATTACH_CHARS)?;
+    check_len("operator", req.operator.as_deref(), MAX_OPERATOR_CHARS)?;
+    if req
+        .notify_url
+        .as_ref()
+        .is_some_and(|u| u.len() > MAX_NOTIFY_URL_BYTES)
+    {
+        return Err(bad(
+            "too_long",
+            format!("notify_url is longer than {MAX_NOTIFY_URL_BYTES} bytes"),
+        ));
+    }
+    let code = match req.code {
+        None | Some(Value::Null) => None,
+        Some(Value::String(c)) => Some(c),
+        Some(_) => {
+            return Err(bad(
+                "bad_code",
+                "code must be a JSON string of the payment code's digits",
+            ));
+        }
+    };
     let wallet = match &req.wallet {
         None => Wallet::Wechat,
         Some(w) => Wallet::from_paytype(&w.to_ascii_uppercase())
@@ -286,11 +371,18 @@ pub(crate) fn sale_request(
     };
     let method = match req.method.as_deref().unwrap_or("code") {
         "code" => {
-            if let Some(c) = &req.code {
-                crate::core::AuthCode::classify(c, rules)
-                    .map_err(|e| bad("bad_code", e.to_string()))?;
+            if let Some(c) = &code {
+                // CodeError's own words quote the whole code.
+                crate::core::AuthCode::classify(c, rules).map_err(|e| {
+                    let m = crate::core::authcode::mask(c);
+                    bad("bad_code", match e {
+                        crate::core::authcode::CodeError::Empty => "the code is empty".to_string(),
+                        crate::core::authcode::CodeError::NotDigits(_) => format!("the code {m} is not a payment code (payment codes are digits only)"),
+                        crate::core::authcode::CodeError::Unknown(_) => format!("the code {m} matches no wallet's payment code (wrong length or prefix)"),
+                    })
+                })?;
             }
-            SaleMethod::Code(req.code.clone())
+            SaleMethod::Code(code)
         }
         "face" => SaleMethod::Face { wallet },
         "qr" => {
@@ -314,7 +406,16 @@ pub(crate) fn sale_request(
     };
     let goods = match &req.goods_detail {
         None => None,
-        Some(v) if v.is_array() => Some(v.to_string()),
+        Some(v) if v.is_array() => {
+            let text = v.to_string();
+            if text.len() > MAX_GOODS_DETAIL_BYTES {
+                return Err(bad(
+                    "too_long",
+                    format!("goods_detail is longer than {MAX_GOODS_DETAIL_BYTES} bytes"),
+                ));
+            }
+            Some(text)
+        }
         Some(_) => return Err(bad("bad_goods", "goods_detail must be a JSON array")),
     };
     Ok(SaleRequest {
@@ -338,6 +439,7 @@ async fn create(State(api): State<Api>, body: Bytes) -> Result<Response, ApiErro
     };
     let sale = sale_request(&body, max, &rules)?;
     let (order_id, amount) = (sale.order_id.clone(), sale.amount);
+    let _one_at_a_time = api.creates.lock().await;
     // The same order id again: the same payment, never a second charge.
     if let Some(existing) = lookup(&api, &order_id).await?
         && !ended_without_attempt(&existing)
@@ -752,7 +854,8 @@ async fn notify(
 }
 
 /// Serves `router` on `listen` (`unix:/path` or `IP:PORT`); returns the address it bound.
-pub async fn serve(listen: &str, router: Router) -> anyhow::Result<String> {
+pub async fn serve(listen: &str, api: EcrApi) -> anyhow::Result<String> {
+    let EcrApi { router, limits } = api;
     if let Some(path) = listen.strip_prefix("unix:") {
         let p = std::path::Path::new(path);
         if let Some(dir) = p.parent() {
@@ -763,18 +866,14 @@ pub async fn serve(listen: &str, router: Router) -> anyhow::Result<String> {
             .map_err(|e| anyhow::anyhow!("the ECR API cannot listen on {listen}: {e}"))?;
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o660));
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
+        tokio::spawn(listener::accept_loop(listener, router, limits));
         Ok(listen.to_string())
     } else {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| anyhow::anyhow!("the ECR API cannot listen on {listen}: {e}"))?;
         let addr = listener.local_addr()?;
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
+        tokio::spawn(listener::accept_loop(listener, router, limits));
         Ok(format!("http://{addr}"))
     }
 }
@@ -783,5 +882,98 @@ pub async fn serve(listen: &str, router: Router) -> anyhow::Result<String> {
 pub fn cleanup(listen: &str) {
     if let Some(path) = listen.strip_prefix("unix:") {
         let _ = std::fs::remove_file(path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CODE: &str = "134567890123456789";
+
+    fn req(body: &str) -> Result<SaleRequest, ApiError> {
+        let rules = crate::core::authcode::default_rules();
+        sale_request(body.as_bytes(), Amount::from_fen(500_000), &rules)
+    }
+
+    fn refused(body: &str) -> (&'static str, String) {
+        match req(body) {
+            Err(ApiError(status, code, msg)) => {
+                assert_eq!(status, StatusCode::BAD_REQUEST);
+                (code, msg)
+            }
+            Ok(r) => panic!("accepted {r:?}"),
+        }
+    }
+
+    #[test]
+    fn a_code_that_is_not_a_string_is_refused_without_being_echoed() {
+        for code in [
+            CODE.to_string(),
+            format!("[{CODE}]"),
+            format!("{{\"c\":{CODE}}}"),
+        ] {
+            let (c, msg) = refused(&format!(
+                r#"{{"order_id":"A1","amount":"1.00","code":{code}}}"#
+            ));
+            assert_eq!(c, "bad_code");
+            assert!(!msg.contains(CODE), "{msg}");
+        }
+        // A code in a field of another type is masked in serde's own words too.
+        let (c, msg) = refused(&format!(
+            r#"{{"order_id":"A1","amount":"1.00","operator":{CODE}}}"#
+        ));
+        assert_eq!(c, "bad_request");
+        assert!(!msg.contains(CODE) && msg.contains("1345"), "{msg}");
+        // A refused string code is named by its mask only.
+        let (c, msg) = refused(r#"{"order_id":"A1","amount":"1.00","code":"99999999999999999x"}"#);
+        assert_eq!(c, "bad_code");
+        assert!(!msg.contains("99999999999999999x"), "{msg}");
+    }
+
+    #[test]
+    fn overlong_fields_are_refused() {
+        let long = |n: usize| "字".repeat(n);
+        let base = |field: &str, v: &str| {
+            format!(r#"{{"order_id":"A1","amount":"1.00","{field}":"{v}"}}"#)
+        };
+        for (field, max) in [("body", 128), ("attach", 127), ("operator", 32)] {
+            assert!(
+                req(&base(field, &long(max))).is_ok(),
+                "{field} at its limit"
+            );
+            let (c, msg) = refused(&base(field, &long(max + 1)));
+            assert_eq!(c, "too_long");
+            assert!(msg.contains(field), "{msg}");
+        }
+        let url = format!("https://example.com/{}", "a".repeat(250));
+        let qr =
+            format!(r#"{{"order_id":"A1","amount":"1.00","method":"qr","notify_url":"{url}"}}"#);
+        assert_eq!(refused(&qr).0, "too_long");
+        let goods = format!(
+            r#"[{{"goods_id":"G1","goods_name":"{}"}}]"#,
+            "a".repeat(6000)
+        );
+        let g = format!(r#"{{"order_id":"A1","amount":"1.00","goods_detail":{goods}}}"#);
+        assert_eq!(refused(&g).0, "too_long");
+    }
+
+    #[test]
+    fn a_sale_request_does_not_print_its_code() {
+        let r = req(&format!(
+            r#"{{"order_id":"A1","amount":"1.00","code":"{CODE}"}}"#
+        ))
+        .unwrap();
+        let dbg = format!("{r:?}");
+        assert!(!dbg.contains(CODE) && dbg.contains("1345"), "{dbg}");
+    }
+
+    #[test]
+    fn scrub_masks_long_digit_runs_only() {
+        assert_eq!(scrub("at line 1 column 42"), "at line 1 column 42");
+        assert_eq!(
+            scrub(&format!("integer `{CODE}`")),
+            "integer `1345**********6789`"
+        );
     }
 }

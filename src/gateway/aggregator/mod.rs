@@ -124,7 +124,7 @@ pub struct MerchantInfo {
 
 pub struct Aggregator {
     cfg: AggregatorConfig,
-    key: String,
+    key: crate::util::Secret,
     transport: Arc<dyn Transport>,
 }
 
@@ -136,7 +136,7 @@ impl Aggregator {
         };
         Aggregator {
             cfg,
-            key,
+            key: key.into(),
             transport: Arc::new(UreqTransport::new(t)),
         }
     }
@@ -148,7 +148,7 @@ impl Aggregator {
     ) -> Aggregator {
         Aggregator {
             cfg,
-            key,
+            key: key.into(),
             transport,
         }
     }
@@ -179,7 +179,7 @@ impl Aggregator {
 
     /// Sends signed `fields` to `path`; returns the reply's fields once its signature checks.
     fn call(&self, path: &str, fields: Fields) -> Result<Fields, AggregatorError> {
-        let body = fields.signed(&self.key).to_form();
+        let body = fields.signed(self.key.expose()).to_form();
         let req = HttpRequest {
             url: self.url(path),
             content_type: FORM,
@@ -194,7 +194,7 @@ impl Aggregator {
             return Err(AggregatorError::Status(resp.status));
         }
         let reply = Fields::from_json(&resp.body)?;
-        reply.verify(&self.key)?;
+        reply.verify(self.key.expose())?;
         Ok(reply)
     }
 
@@ -290,7 +290,7 @@ impl Aggregator {
             )
             .set_opt("notify_url", notify_url.or(self.cfg.notify_url.as_deref()));
         self.add_details(&mut f, a);
-        let body = f.signed(&self.key).to_form();
+        let body = f.signed(self.key.expose()).to_form();
         let req = HttpRequest {
             url: self.url(path),
             content_type: FORM,
@@ -308,7 +308,7 @@ impl Aggregator {
             Ok(r) => r,
             Err(e) => return GatewayReply::new(Reply::unknown(e.to_string()), e.to_string()),
         };
-        match reply.verify(&self.key) {
+        match reply.verify(self.key.expose()) {
             Ok(()) => {}
             Err(WireError::Unsigned) if self.cfg.allow_unsigned_preorder => {}
             Err(e) => return GatewayReply::new(Reply::unknown(e.to_string()), e.to_string()),
@@ -378,7 +378,8 @@ impl Aggregator {
     /// Checking it against the journal and answering `success` is the engine's job.
     pub fn parse_notification(&self, body: &[u8]) -> Result<Notification, NotifyError> {
         let f = Fields::from_form(body);
-        f.verify(&self.key).map_err(NotifyError::Signature)?;
+        f.verify(self.key.expose())
+            .map_err(NotifyError::Signature)?;
         let mch_id = f.get("mch_id").ok_or(NotifyError::Missing("mch_id"))?;
         if mch_id != self.cfg.mch_id {
             return Err(NotifyError::WrongMerchant(mch_id.to_string()));
