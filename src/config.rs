@@ -17,7 +17,7 @@ use crate::gateway::aggregator::AggregatorConfig;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("cannot read the configuration {path}: {why}")]
+    #[error("cannot read {path} ({why}) — pass --config FILE or set PAYTERM_CONFIG")]
     Read { path: String, why: String },
     #[error("the configuration {path} is not valid: {why}")]
     Parse { path: String, why: String },

@@ -197,8 +197,19 @@ pub(crate) enum Cmd {
         #[command(subcommand)]
         cmd: ConfigCmd,
     },
-    /// The merchant's registered names (aggregator GetMchInfo).
+    /// The merchant's registered names (aggregator GetMchInfo); the same as `merchant info`.
     MerchantInfo,
+    /// The aggregator's merchant operations (运维管理): register, SMS code, merchant id,
+    /// WeChat sub-merchant ids, merchant information.
+    Merchant {
+        #[command(subcommand)]
+        cmd: MerchantCmd,
+    },
+    /// WeChat mini-program operations through the aggregator.
+    Miniprogram {
+        #[command(subcommand)]
+        cmd: MiniprogramCmd,
+    },
     /// UnionPay ACP tools.
     Acp {
         #[command(subcommand)]
@@ -469,6 +480,72 @@ pub(crate) enum JournalCmd {
         /// What the person found, and where (kept in the history).
         #[arg(long)]
         note: String,
+    },
+}
+
+/// `KEY=VALUE`, as Mch_Reg's parameters are given.
+fn key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
+}
+
+#[derive(Subcommand)]
+pub(crate) enum MerchantCmd {
+    /// Mch_Reg: registers a virtual merchant. Its parameters are agreed with the aggregator's
+    /// support per integration, so they are given as KEY=VALUE pairs.
+    Register {
+        /// The registration parameters, e.g. `mch_name=小店 mobile=13800000000`.
+        #[arg(value_parser = key_value, required = true, value_name = "KEY=VALUE")]
+        params: Vec<(String, String)>,
+    },
+    /// GetMchSMSValid: has the aggregator text a verification code to a mobile number.
+    Sms {
+        /// The mobile number (11 digits).
+        #[arg(long)]
+        mobile: String,
+    },
+    /// GetMchId: the merchant id for a mobile number and its SMS code, or a username and password.
+    Id {
+        /// The mobile number the SMS code went to (with --valid).
+        #[arg(long, requires = "valid", conflicts_with = "username")]
+        mobile: Option<String>,
+        /// The SMS verification code (from `payterm merchant sms`).
+        #[arg(long, requires = "mobile")]
+        valid: Option<String>,
+        /// The merchant's username (with --password).
+        #[arg(long, requires = "password")]
+        username: Option<String>,
+        /// The merchant's password (better through PAYTERM_MCH_PASSWORD: a command line is
+        /// visible to other users).
+        #[arg(long, env = "PAYTERM_MCH_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        /// Print the merchant trade code (商户交易码) in full instead of masked.
+        #[arg(long)]
+        show_trade_code: bool,
+    },
+    /// GetPartnerId: the merchant's WeChat sub-merchant ids, per payment channel.
+    Partner {
+        /// Whose ids (default: the configured mch_id).
+        #[arg(long)]
+        mch_id: Option<String>,
+    },
+    /// GetMchInfo: the merchant's registered full and short names.
+    Info,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum MiniprogramCmd {
+    /// WXA_Code2Session: a mini-program user's openid (and unionid) from their login code. The
+    /// session key is a secret: only whether one was returned is printed.
+    Session {
+        /// The login code (js_code) from wx.login().
+        #[arg(long, env = "PAYTERM_WXA_CODE", hide_env_values = true)]
+        code: String,
+        /// The mini-program's appid.
+        #[arg(long, env = "PAYTERM_WXA_APPID")]
+        appid: String,
     },
 }
 

@@ -13,8 +13,15 @@ use crate::cli::Cli;
 use crate::output::{Fail, Out};
 
 pub(crate) fn check(cli: &Cli, out: &Out) -> Result<u8, Fail> {
-    let text = std::fs::read_to_string(&cli.config)
-        .map_err(|e| Fail(1, anyhow!("cannot read {}: {e}", cli.config.display())))?;
+    let text = std::fs::read_to_string(&cli.config).map_err(|e| {
+        Fail(
+            1,
+            anyhow!(
+                "cannot read {} ({e}) — pass --config FILE or set PAYTERM_CONFIG",
+                cli.config.display()
+            ),
+        )
+    })?;
     let file: payterm::config::File = match toml::from_str(&text) {
         Ok(f) => f,
         Err(e) => {
