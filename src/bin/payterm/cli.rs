@@ -552,5 +552,10 @@ pub(crate) enum MiniprogramCmd {
 #[derive(Subcommand)]
 pub(crate) enum ConfigCmd {
     /// Explains every problem in the configuration.
-    Check,
+    Check {
+        /// Also send one harmless signed request to each configured aggregator (GetMchInfo,
+        /// which moves no money) to prove its URL, key and ids, and explain any failure.
+        #[arg(long)]
+        online: bool,
+    },
 }

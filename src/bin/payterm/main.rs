@@ -120,8 +120,8 @@ fn run(cli: Cli) -> Result<u8, Fail> {
         Cmd::Recover { max_wait_ms } => recover::run(cli, out, *max_wait_ms),
         Cmd::Journal { cmd } => journal::run(cli, out, cmd),
         Cmd::Config {
-            cmd: ConfigCmd::Check,
-        } => config::check(cli, out),
+            cmd: ConfigCmd::Check { online },
+        } => config::check(cli, out, *online),
         Cmd::Acp {
             cmd:
                 AcpCmd::Verify {
