@@ -105,10 +105,13 @@ pub(crate) enum Cmd {
     Render {
         /// A sample name (`payterm render list` prints them).
         screen: String,
+        /// The screen's size in pixels, WIDTHxHEIGHT.
         #[arg(long, default_value = "480x320")]
         size: String,
+        /// The language of the screen's text: zh or en.
         #[arg(long, default_value = "zh")]
         locale: String,
+        /// The PNG file to write.
         #[arg(long, default_value = "screen.png")]
         out: PathBuf,
     },
@@ -117,6 +120,7 @@ pub(crate) enum Cmd {
     ScanTest,
     /// Runs the sandbox gateways alone, on loopback.
     Sandbox {
+        /// Where the sandbox listens (port 0: any free port, printed at start).
         #[arg(long, default_value = "127.0.0.1:8917")]
         listen: std::net::SocketAddr,
         /// How long a reply that "never comes" is held, in milliseconds.
@@ -131,8 +135,10 @@ pub(crate) enum Cmd {
         /// The customer's payment code (read it from a scanner; it is never stored).
         #[arg(long, env = "PAYTERM_CODE", hide_env_values = true)]
         code: String,
+        /// Our order id (the cash register's); a new one when absent.
         #[arg(long)]
         order: Option<String>,
+        /// The gateway to use (aggregator, acp, chinaums) instead of the configured route.
         #[arg(long)]
         gateway: Option<String>,
         #[command(flatten)]
@@ -140,14 +146,19 @@ pub(crate) enum Cmd {
     },
     /// Takes a face payment with the face module's face code and openid.
     FacePay {
+        /// Amount in yuan, e.g. 12.34.
         #[arg(long)]
         amount: String,
+        /// The face module's face code (never stored).
         #[arg(long, env = "PAYTERM_FACE_CODE", hide_env_values = true)]
         face_code: String,
+        /// The customer's openid, from the face module.
         #[arg(long)]
         openid: String,
+        /// The wallet of the face payment: WECHAT or ALIPAY.
         #[arg(long, default_value = "WECHAT")]
         wallet: String,
+        /// Our order id; a new one when absent.
         #[arg(long)]
         order: Option<String>,
         #[command(flatten)]
@@ -155,10 +166,13 @@ pub(crate) enum Cmd {
     },
     /// Shows a QR code for the customer to scan (pre-order) and waits for the payment.
     QrPay {
+        /// Amount in yuan, e.g. 12.34.
         #[arg(long)]
         amount: String,
+        /// Whose QR code: WECHAT or ALIPAY.
         #[arg(long, default_value = "WECHAT")]
         wallet: String,
+        /// Our order id; a new one when absent.
         #[arg(long)]
         order: Option<String>,
         /// Where the gateway posts the result (defaults to the configured notify_url).
@@ -168,19 +182,31 @@ pub(crate) enum Cmd {
         details: Details,
     },
     /// Asks the gateway about an order now (the journal is not changed).
-    Query { order: String },
+    Query {
+        /// The order id (or an attempt's out_trade_no).
+        order: String,
+    },
     /// Cancels an order: an unsettled one is fenced, a paid one reversed within its window.
-    Cancel { order: String },
+    Cancel {
+        /// The order id.
+        order: String,
+    },
     /// Refunds part or all of a paid order.
     Refund {
+        /// The order id.
         order: String,
+        /// The amount to refund, in yuan.
         #[arg(long)]
         amount: String,
+        /// Our refund number (a new one when absent); the same number refunds only once.
         #[arg(long)]
         refund_id: Option<String>,
     },
     /// Asks the gateway about a refund and records the answer.
-    RefundQuery { refund_id: String },
+    RefundQuery {
+        /// The refund number (out_refund_no).
+        refund_id: String,
+    },
     /// Settles every unsettled attempt and refund now.
     Recover {
         /// The longest single wait (e.g. for a cancel window to open), in milliseconds.
@@ -217,7 +243,10 @@ pub(crate) enum Cmd {
     },
     /// Downloads the ACP reconciliation file of a clearing date (YYYY-MM-DD) and lists every
     /// difference against the journal: exit 0 none, 2 differences.
-    Reconcile { date: String },
+    Reconcile {
+        /// The clearing date, YYYY-MM-DD.
+        date: String,
+    },
     /// ChinaUMS netpay bills: the pre-authorisation family.
     Chinaums {
         #[command(subcommand)]
@@ -235,6 +264,7 @@ pub(crate) enum Cmd {
 pub(crate) enum ContractCmd {
     /// Signs a contract with the authorization code the customer's 云闪付 app produced.
     Sign {
+        /// The authorization code from the customer's 云闪付 app.
         #[arg(long)]
         auth_code: String,
         /// Our agreement number (letters and digits, at most 32).
@@ -242,27 +272,40 @@ pub(crate) enum ContractCmd {
         contract_code: String,
     },
     /// Confirms the contract and the customer's arrears online (what offline acceptance trusts).
-    Query { contract_id: String },
+    Query {
+        /// The contract id (from `contract sign`).
+        contract_id: String,
+    },
     /// Cancels (解约) the contract.
-    Cancel { contract_id: String },
+    Cancel {
+        /// The contract id.
+        contract_id: String,
+    },
     /// Charges the contract customer (online; offline within the limits if the uplink is down).
     Charge {
+        /// The contract id.
         contract_id: String,
+        /// Amount in yuan.
         #[arg(long)]
         amount: String,
+        /// Our order id; a new one when absent.
         #[arg(long)]
         order: Option<String>,
     },
     /// Refunds part or all of a paid contract charge.
     Refund {
+        /// The order id of the charge.
         order: String,
+        /// The amount to refund, in yuan.
         #[arg(long)]
         amount: String,
+        /// Our refund number (a new one when absent).
         #[arg(long)]
         refund_id: Option<String>,
     },
     /// Handles a cancel notification (the query string of 云闪付's GET); prints the answer.
     Notify {
+        /// The notification's query string, as received.
         #[arg(long)]
         query: String,
     },
@@ -315,6 +358,7 @@ pub(crate) enum ChinaumsCmd {
     PreauthComplete {
         #[command(flatten)]
         bill: BillArgs,
+        /// The amount to complete, in yuan.
         #[arg(long)]
         amount: String,
     },
@@ -352,6 +396,7 @@ impl AcpOrig {
 pub(crate) enum AcpCmd {
     /// QR pre-authorisation (02): holds an amount (yuan) on the customer's UnionPay code.
     Preauth {
+        /// The amount to hold, in yuan.
         #[arg(long)]
         amount: String,
         /// The customer's code (qrNo); it is never stored.
@@ -368,6 +413,7 @@ pub(crate) enum AcpCmd {
         /// The pre-authorised amount (yuan).
         #[arg(long)]
         amount: String,
+        /// Our request number, the orderId (new when absent); the same again never sends twice.
         #[arg(long)]
         request_no: Option<String>,
     },
@@ -375,8 +421,10 @@ pub(crate) enum AcpCmd {
     PreauthComplete {
         #[command(flatten)]
         orig: AcpOrig,
+        /// The amount to complete, in yuan.
         #[arg(long)]
         amount: String,
+        /// Our request number, the orderId (new when absent); the same again never sends twice.
         #[arg(long)]
         request_no: Option<String>,
     },
@@ -387,11 +435,13 @@ pub(crate) enum AcpCmd {
         /// The completed amount (yuan).
         #[arg(long)]
         amount: String,
+        /// Our request number, the orderId (new when absent); the same again never sends twice.
         #[arg(long)]
         request_no: Option<String>,
     },
     /// Verifies a saved ACP reply or notification step by step: exit 0 verified, 1 not.
     Verify {
+        /// The saved reply or notification (the form body as received).
         file: PathBuf,
         /// Trust UnionPay's public test chain in DIR (acp_test_middle.cer, acp_test_root.cer,
         /// here or in the parent folder) instead of the configured [gateways.acp] one.
@@ -458,13 +508,16 @@ pub(crate) enum JournalCmd {
         /// (INTENT, UNKNOWN, and REVIEW: a person must settle it; its note says how).
         #[arg(long)]
         review: bool,
-        /// Only attempts of this Beijing date (yyyy-mm-dd).
-        #[arg(long)]
+        /// Only attempts of this Beijing date, YYYY-MM-DD.
+        #[arg(long, value_parser = iso_date, value_name = "YYYY-MM-DD")]
         date: Option<String>,
     },
     /// Shows an order's attempts (or a pre-authorisation operation, by request number) with
     /// their whole history.
-    Show { order: String },
+    Show {
+        /// The order id, an out_trade_no, or a pre-authorisation request number.
+        order: String,
+    },
     /// Writes every attempt with its history as JSON lines.
     Export,
     /// Settles a pre-authorisation operation in REVIEW once a person has checked it with the
@@ -472,15 +525,28 @@ pub(crate) enum JournalCmd {
     /// `--failed` it did not. Until then it blocks other operations on the same
     /// pre-authorisation.
     Resolve {
+        /// The operation's request number.
         request_no: String,
+        /// The operation took effect.
         #[arg(long, conflicts_with = "failed", required_unless_present = "failed")]
         done: bool,
+        /// The operation did not take effect.
         #[arg(long)]
         failed: bool,
         /// What the person found, and where (kept in the history).
         #[arg(long)]
         note: String,
     },
+}
+
+/// A calendar date as YYYY-MM-DD: anything else would silently match nothing.
+fn iso_date(s: &str) -> Result<String, String> {
+    match chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        Ok(_) if s.len() == 10 => Ok(s.to_string()),
+        _ => Err(format!(
+            "the date must be YYYY-MM-DD, e.g. 2026-03-12, not {s:?}"
+        )),
+    }
 }
 
 /// `KEY=VALUE`, as Mch_Reg's parameters are given.
@@ -558,4 +624,42 @@ pub(crate) enum ConfigCmd {
         #[arg(long)]
         online: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every flag and argument explains itself in --help.
+    #[test]
+    fn every_option_has_help_text() {
+        fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in c.get_arguments() {
+                let builtin = matches!(a.get_id().as_str(), "help" | "version");
+                if !builtin && a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {}", a.get_id()));
+                }
+            }
+            for s in c.get_subcommands() {
+                walk(s, &format!("{path} {}", s.get_name()), missing);
+            }
+        }
+        let mut missing = vec![];
+        walk(&super::Cli::command(), "payterm", &mut missing);
+        assert!(missing.is_empty(), "options without help: {missing:#?}");
+    }
+
+    #[test]
+    fn dates_are_iso_only() {
+        assert!(super::iso_date("2026-03-12").is_ok());
+        for bad in [
+            "12/03",
+            "2026-3-12",
+            "2026-02-30",
+            "20260312",
+            "2026-03-12x",
+        ] {
+            assert!(super::iso_date(bad).is_err(), "{bad}");
+        }
+    }
 }
