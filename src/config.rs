@@ -17,7 +17,7 @@ use crate::gateway::aggregator::AggregatorConfig;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("cannot read the configuration {path}: {why}")]
+    #[error("cannot read {path} ({why}) — pass --config FILE or set PAYTERM_CONFIG")]
     Read { path: String, why: String },
     #[error("the configuration {path} is not valid: {why}")]
     Parse { path: String, why: String },
@@ -243,9 +243,22 @@ impl Config {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let file: File = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.display().to_string(),
-            why: e.to_string(),
+        let file: File = toml::from_str(text).map_err(|e| {
+            // serde stops at the first unknown key; an installer wants every typo at once.
+            let (unknown, _) = parse_lenient(text);
+            let why = if unknown.is_empty() {
+                e.to_string()
+            } else {
+                unknown
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n  ")
+            };
+            ConfigError::Parse {
+                path: path.display().to_string(),
+                why,
+            }
         })?;
         let dir = path
             .parent()
@@ -439,7 +452,16 @@ impl Config {
                         "gateways.aggregator.base_url",
                         format!("{:?} is not a URL", a.base_url),
                     ));
-                } else if a.base_url.starts_with("http://") && !t.sandbox {
+                } else if let Some(tail) = gateway_path_tail(&a.base_url) {
+                    v.push(Problem::warning(
+                        "gateways.aggregator.base_url",
+                        format!(
+                            "ends in the gateway path {tail:?}: payterm adds /UnifiedPay/Gateway, /Open/… itself, so base_url is only the address, e.g. \"{}\"",
+                            a.base_url.trim_end_matches('/').trim_end_matches(tail)
+                        ),
+                    ));
+                }
+                if a.base_url.starts_with("http://") && !t.sandbox {
                     v.push(Problem::warning(
                         "gateways.aggregator.base_url",
                         "uses plain http: payment traffic must use https outside the sandbox",
@@ -570,6 +592,120 @@ impl Config {
     }
 }
 
+/// The aggregator path a base_url wrongly ends in, if any (the seed's examples write the
+/// whole `http://{BaseURL}/UnifiedPay/Gateway`, which installers copy).
+fn gateway_path_tail(base_url: &str) -> Option<&'static str> {
+    let u = base_url.trim_end_matches('/');
+    [
+        "/UnifiedPay/Gateway",
+        "/UnifiedPay/Mch_Reg",
+        "/UnifiedPay",
+        "/Open/GetMchInfo",
+        "/Open/WECHAT_PreOrder",
+        "/Open/ALIPAY_PreOrder",
+        "/Open",
+        "/Mch",
+    ]
+    .into_iter()
+    .find(|p| u.ends_with(p))
+}
+
+/// The field names of a struct, as serde's derive lists them: asked of a deserializer that
+/// records them and then refuses, so the list can never drift from the types.
+fn fields_of<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+    use serde::de::{self, Visitor};
+    struct Probe<'a>(&'a mut &'static [&'static str]);
+    impl<'de> de::Deserializer<'de> for Probe<'_> {
+        type Error = de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("probe"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(de::Error::custom("probe"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+            ignored_any
+        }
+    }
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Probe(&mut fields));
+    fields
+}
+
+/// The tables of the file whose keys are fixed, by path.
+fn schema(path: &str) -> Option<&'static [&'static str]> {
+    use crate::gateway::{chinaums, unionpay, upapi};
+    Some(match path {
+        "" => fields_of::<File>(),
+        "terminal" => fields_of::<Terminal>(),
+        "journal" => fields_of::<JournalCfg>(),
+        "limits" => fields_of::<Limits>(),
+        "gateways" => fields_of::<Gateways>(),
+        "recovery" => fields_of::<Recovery>(),
+        "ecr" => fields_of::<Ecr>(),
+        "gateways.aggregator" => fields_of::<AggregatorConfig>(),
+        "gateways.acp" | "gateways.upapi.acp" => fields_of::<unionpay::AcpConfig>(),
+        "gateways.chinaums" => fields_of::<chinaums::ChinaUmsConfig>(),
+        "gateways.chinaums.bills" => fields_of::<chinaums::BillsConfig>(),
+        "gateways.upapi" => fields_of::<upapi::UpapiConfig>(),
+        "gateways.upapi.offline" => fields_of::<upapi::OfflineConfig>(),
+        p if p.ends_with(".policy") => fields_of::<crate::core::policy::Policy>(),
+        _ => return None,
+    })
+}
+
+fn strip_unknown(path: &str, t: &mut toml::Table, found: &mut Vec<Problem>) {
+    let Some(known) = schema(path) else { return };
+    let mut unknown = Vec::new();
+    for (k, v) in t.iter_mut() {
+        let here = if path.is_empty() {
+            k.clone()
+        } else {
+            format!("{path}.{k}")
+        };
+        if !known.contains(&k.as_str()) {
+            unknown.push(k.clone());
+            let field = if path.is_empty() { "(top)" } else { path };
+            found.push(Problem::error(
+                field,
+                format!(
+                    "unknown key {k:?} (a typo?); the keys here are: {}",
+                    known.join(", ")
+                ),
+            ));
+        } else if let toml::Value::Table(sub) = v {
+            strip_unknown(&here, sub, found);
+        }
+    }
+    for k in unknown {
+        t.remove(&k);
+    }
+}
+
+/// Reads a configuration as far as it can: every unknown key as a problem (serde's
+/// deny_unknown_fields names only the first), and the file without them, if the rest is valid.
+/// A file that is not TOML, or wrong beyond unknown keys, gives its parser's error.
+pub fn parse_lenient(text: &str) -> (Vec<Problem>, Result<File, String>) {
+    let mut table: toml::Table = match text.parse() {
+        Ok(t) => t,
+        Err(e) => return (vec![], Err(e.to_string())),
+    };
+    let mut found = Vec::new();
+    strip_unknown("", &mut table, &mut found);
+    let file = toml::Value::Table(table)
+        .try_into::<File>()
+        .map_err(|e| e.to_string());
+    (found, file)
+}
+
 fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -659,6 +795,48 @@ key_file = "agg.key"
                 .unwrap_err()
                 .to_string()
                 .contains("merchant_id")
+        );
+    }
+
+    #[test]
+    fn every_unknown_key_is_named_at_once_and_a_gateway_path_in_base_url_warned() {
+        let text = MIN
+            .replace("mch_id", "merchant_id")
+            .replace("id = \"T01\"", "id = \"T01\"\nlocal = \"zh\"")
+            .replace("[journal]", "colour = 1\n[journal]");
+        let (unknown, file) = parse_lenient(&text);
+        let all: Vec<String> = unknown.iter().map(|p| p.to_string()).collect();
+        assert_eq!(all.len(), 3, "{all:?}");
+        for k in ["\"local\"", "\"colour\"", "\"merchant_id\""] {
+            assert!(all.iter().any(|p| p.contains(k)), "{k}: {all:?}");
+        }
+        let text2 = text.replace("colour = 1\n", "") + "\n[recovery]\nintervall_ms = 5\n";
+        let (unknown, _) = parse_lenient(&text2);
+        assert_eq!(unknown.len(), 3, "{unknown:?}");
+        // merchant_id replaced the required mch_id: the rest cannot load, and says so.
+        assert!(file.is_err());
+        let e = Config::parse(&text2, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("local") && e.contains("intervall_ms"), "{e}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(dir.path().join("agg.key"), "k").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::Permissions::from_mode(0o600);
+        std::fs::set_permissions(dir.path().join("agg.key"), mode).unwrap();
+        let with_path = MIN.replace(
+            "base_url = \"http://127.0.0.1:8917\"",
+            "base_url = \"http://127.0.0.1:8917/UnifiedPay/Gateway\"",
+        );
+        let c = Config::parse(&with_path, &p).unwrap();
+        let w = c.problems();
+        assert!(
+            w.iter().any(|p| p.severity == Severity::Warning
+                && p.message.contains("/UnifiedPay/Gateway")
+                && p.message.contains("\"http://127.0.0.1:8917\"")),
+            "{w:?}"
         );
     }
 

@@ -250,3 +250,97 @@ fn config_check_explains_problems() {
         "{text}"
     );
 }
+
+/// `config check --online`: one signed GetMchInfo; a wrong key, a wrong path, a stopped gateway
+/// and a silent one each exit 1 with their own explanation.
+#[test]
+fn config_check_online_explains_each_failure() {
+    let env = Env::start();
+    let check = |env: &Env| {
+        let (c, v, out) = env.run_json(&["config", "check", "--online"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (c, v, text)
+    };
+    let (c, v, text) = check(&env);
+    assert_eq!(c, 0, "{text}");
+    assert_eq!(v["online"], true);
+
+    // Wrong key: the sandbox answers 20002 signed with its own key.
+    let key = env.dir.path().join("agg.key");
+    std::fs::write(&key, "not-the-key\n").unwrap();
+    let (c, v, text) = check(&env);
+    assert_eq!((c, v["result"].as_str()), (1, Some("invalid")), "{text}");
+    assert!(
+        text.contains("wrong key") && text.contains("20002"),
+        "{text}"
+    );
+    std::fs::write(&key, "e2e-test-md5-key-00000000000000\n").unwrap();
+
+    // Wrong path: base_url copied with the gateway path; offline a warning, online a 404.
+    let url = env.url.clone();
+    env.edit_config(
+        &format!("base_url = \"{url}\""),
+        &format!("base_url = \"{url}/UnifiedPay/Gateway\""),
+    );
+    let (c, _, text) = check(&env);
+    assert_eq!(c, 1, "{text}");
+    assert!(
+        text.contains("wrong path") && text.contains("HTTP 404"),
+        "{text}"
+    );
+    assert!(
+        text.contains("warning") && text.contains("ends in the gateway path"),
+        "{text}"
+    );
+    let out = env.run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(0), "offline it is only a warning");
+
+    // A stopped gateway: nothing listens on the port.
+    let dead = format!("http://127.0.0.1:{}", common::free_port());
+    env.edit_config(
+        &format!("base_url = \"{url}/UnifiedPay/Gateway\""),
+        &format!("base_url = \"{dead}\""),
+    );
+    let (c, _, text) = check(&env);
+    assert_eq!(c, 1, "{text}");
+    assert!(text.contains("connection refused"), "{text}");
+
+    // A gateway that accepts and never answers.
+    env.edit_config(
+        &format!("base_url = \"{dead}\""),
+        &format!("base_url = \"{url}\""),
+    );
+    env.faults(r#"{"lose_reply": 1.0}"#);
+    let (c, _, text) = check(&env);
+    assert_eq!(c, 1, "{text}");
+    assert!(
+        text.contains("timeout") || text.contains("no answer"),
+        "{text}"
+    );
+}
+
+#[test]
+fn config_check_names_every_unknown_key_and_a_missing_file() {
+    let env = Env::start();
+    env.edit_config("op_user_id = \"cashier01\"", "op_user = \"cashier01\"");
+    env.edit_config("max_open = 1000", "max_opne = 1000");
+    let (c, v, out) = env.run_json(&["config", "check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!((c, v["result"].as_str()), (1, Some("invalid")), "{text}");
+    assert!(
+        text.contains("\\\"op_user\\\"") && text.contains("\\\"max_opne\\\""),
+        "{text}"
+    );
+    let out = std::process::Command::new(common::BIN)
+        .env_remove("PAYTERM_CONFIG")
+        .args(["config", "check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot read /etc/payterm/payterm.toml")
+            && err.contains("pass --config FILE or set PAYTERM_CONFIG"),
+        "{err}"
+    );
+}

@@ -571,3 +571,148 @@ pub async fn customer_scans(State(sb): State<Sandbox>, Path(no): Path<String>) -
     )
         .into_response()
 }
+
+/// The 运维管理 group's common parameters (no `mch_id`: these come before one is known).
+fn ops_common(req: &Fields) -> Option<Fields> {
+    for need in ["agent_id", "version", "pid"] {
+        if req.get(need).is_none() {
+            return Some(fail(code::PARAM_ERROR, &format!("缺少参数 {need}")));
+        }
+    }
+    None
+}
+
+/// Mch_Reg: any agreed parameters register a virtual merchant; its id is derived from them, so
+/// the same registration gets the same id.
+pub async fn mch_reg(State(sb): State<Sandbox>, body: axum::body::Bytes) -> Response {
+    handle(sb, &body, |_sb, req| {
+        if let Some(f) = ops_common(req) {
+            return Out::Reply(f);
+        }
+        let mut own: Vec<String> = req
+            .pairs()
+            .filter(|(k, _)| !["agent_id", "version", "pid", "sign"].contains(k))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        if own.is_empty() {
+            return Out::Reply(fail(code::PARAM_ERROR, "缺少注册参数"));
+        }
+        own.sort();
+        use sha2::Digest;
+        let h = sha2::Sha256::digest(own.join("&").as_bytes());
+        let mut f = success(code::OK, "", "SUCCESS");
+        f.set("mch_id", format!("V{}", &hex::encode(h)[..10]));
+        Out::Reply(f)
+    })
+    .await
+}
+
+/// The SMS code the sandbox "sends" to every mobile number.
+pub const SANDBOX_SMS_CODE: &str = "1234";
+/// The password GetMchId accepts for any username in the sandbox.
+pub const SANDBOX_MCH_PASSWORD: &str = "sandbox";
+
+fn mobile_ok(m: Option<&str>) -> bool {
+    m.is_some_and(|m| m.len() == 11 && m.bytes().all(|b| b.is_ascii_digit()))
+}
+
+pub async fn mch_sms(State(sb): State<Sandbox>, body: axum::body::Bytes) -> Response {
+    handle(sb, &body, |_sb, req| {
+        if let Some(f) = ops_common(req) {
+            return Out::Reply(f);
+        }
+        if !mobile_ok(req.get("mobile")) {
+            return Out::Reply(fail(code::PARAM_ERROR, "手机号无效"));
+        }
+        // The seed's quirk: `code` carries the code's validity in minutes.
+        let mut f = Fields::new();
+        f.set("state", "SUCCESS")
+            .set("code", "20")
+            .set("msg", "短信验证码已发送");
+        Out::Reply(f)
+    })
+    .await
+}
+
+pub async fn mch_id(State(sb): State<Sandbox>, body: axum::body::Bytes) -> Response {
+    handle(sb, &body, |sb, req| {
+        if let Some(f) = ops_common(req) {
+            return Out::Reply(f);
+        }
+        let by_sms = mobile_ok(req.get("mobile")) && req.get("valid").is_some();
+        let by_password = req.get("username").is_some() && req.get("password").is_some();
+        if !by_sms && !by_password {
+            return Out::Reply(fail(
+                code::PARAM_ERROR,
+                "（手机号+验证码）或（用户名+用户密码）不能同时为空",
+            ));
+        }
+        let good = if by_sms {
+            req.get("valid") == Some(SANDBOX_SMS_CODE)
+        } else {
+            req.get("password") == Some(SANDBOX_MCH_PASSWORD)
+        };
+        if !good {
+            return Out::Reply(fail(code::MERCHANT_ERROR, "验证码或密码错误"));
+        }
+        let mut f = success(code::OK, "", "SUCCESS");
+        f.set("mch_id", sb.lock().cfg.mch_id.as_str())
+            .set("mch_trade_code", "f6742168cc")
+            .set("mch_full_name", "payterm 沙箱测试商户")
+            .set("mch_short_name", "沙箱商户")
+            .set("mch_state", "20");
+        Out::Reply(f)
+    })
+    .await
+}
+
+pub async fn partner_id(State(sb): State<Sandbox>, body: axum::body::Bytes) -> Response {
+    handle(sb, &body, |sb, req| {
+        if let Some(f) = ops_common(req) {
+            return Out::Reply(f);
+        }
+        if req.get("mch_id").is_none() {
+            return Out::Reply(fail(code::PARAM_ERROR, "缺少参数 mch_id"));
+        }
+        let list = serde_json::json!([
+            {"pay_channel": "CEB", "partner_id": "257012345", "appid": "wx2a8d87e234100000"},
+            {"pay_channel": "CCB", "partner_id": "", "appid": "wx2a8d87e234100000"},
+        ]);
+        let mut f = success(code::OK, "", "SUCCESS");
+        f.set("mch_id", sb.lock().cfg.mch_id.as_str())
+            .set("partner_list", list.to_string());
+        Out::Reply(f)
+    })
+    .await
+}
+
+/// WXA_Code2Session: any `wx…` appid and login code give an openid derived from the code (the
+/// same code, the same user); a code starting `nounion` gets no unionid.
+pub async fn code2session(State(sb): State<Sandbox>, body: axum::body::Bytes) -> Response {
+    handle(sb, &body, |_sb, req| {
+        if let Some(f) = ops_common(req) {
+            return Out::Reply(f);
+        }
+        let (Some(appid), Some(js_code)) = (req.get("appid"), req.get("js_code")) else {
+            return Out::Reply(fail(code::PARAM_ERROR, "缺少参数 appid / js_code"));
+        };
+        if !appid.starts_with("wx") {
+            return Out::Reply(fail(code::PARAM_ERROR, "appid 无效"));
+        }
+        use base64::Engine;
+        use sha2::Digest;
+        let h = sha2::Sha256::digest(format!("{appid}:{js_code}").as_bytes());
+        let mut f = success(code::OK, "", "SUCCESS");
+        f.set("openid", format!("oSBX_{}", &hex::encode(h)[..22]))
+            .set(
+                "session_key",
+                base64::engine::general_purpose::STANDARD.encode(&h[16..]),
+            )
+            .set("expires_in", "7200");
+        if !js_code.starts_with("nounion") {
+            f.set("unionid", format!("uSBX_{}", &hex::encode(h)[22..44]));
+        }
+        Out::Reply(f)
+    })
+    .await
+}

@@ -133,6 +133,11 @@ impl Sandbox {
             .route("/Open/WECHAT_PreOrder", post(aggregator::preorder_wechat))
             .route("/Open/ALIPAY_PreOrder", post(aggregator::preorder_alipay))
             .route("/Open/GetMchInfo", post(aggregator::mch_info))
+            .route("/UnifiedPay/Mch_Reg", post(aggregator::mch_reg))
+            .route("/Mch/GetMchSMSValid", post(aggregator::mch_sms))
+            .route("/Mch/GetMchId", post(aggregator::mch_id))
+            .route("/Open/GetPartnerId", post(aggregator::partner_id))
+            .route("/Open/WXA_Code2Session", post(aggregator::code2session))
             .route(
                 "/_sandbox/qr/{out_trade_no}",
                 get(aggregator::customer_scans).post(aggregator::customer_scans),

@@ -105,10 +105,13 @@ pub(crate) enum Cmd {
     Render {
         /// A sample name (`payterm render list` prints them).
         screen: String,
+        /// The screen's size in pixels, WIDTHxHEIGHT.
         #[arg(long, default_value = "480x320")]
         size: String,
+        /// The language of the screen's text: zh or en.
         #[arg(long, default_value = "zh")]
         locale: String,
+        /// The PNG file to write.
         #[arg(long, default_value = "screen.png")]
         out: PathBuf,
     },
@@ -117,6 +120,7 @@ pub(crate) enum Cmd {
     ScanTest,
     /// Runs the sandbox gateways alone, on loopback.
     Sandbox {
+        /// Where the sandbox listens (port 0: any free port, printed at start).
         #[arg(long, default_value = "127.0.0.1:8917")]
         listen: std::net::SocketAddr,
         /// How long a reply that "never comes" is held, in milliseconds.
@@ -131,8 +135,10 @@ pub(crate) enum Cmd {
         /// The customer's payment code (read it from a scanner; it is never stored).
         #[arg(long, env = "PAYTERM_CODE", hide_env_values = true)]
         code: String,
+        /// Our order id (the cash register's); a new one when absent.
         #[arg(long)]
         order: Option<String>,
+        /// The gateway to use (aggregator, acp, chinaums) instead of the configured route.
         #[arg(long)]
         gateway: Option<String>,
         #[command(flatten)]
@@ -140,14 +146,19 @@ pub(crate) enum Cmd {
     },
     /// Takes a face payment with the face module's face code and openid.
     FacePay {
+        /// Amount in yuan, e.g. 12.34.
         #[arg(long)]
         amount: String,
+        /// The face module's face code (never stored).
         #[arg(long, env = "PAYTERM_FACE_CODE", hide_env_values = true)]
         face_code: String,
+        /// The customer's openid, from the face module.
         #[arg(long)]
         openid: String,
+        /// The wallet of the face payment: WECHAT or ALIPAY.
         #[arg(long, default_value = "WECHAT")]
         wallet: String,
+        /// Our order id; a new one when absent.
         #[arg(long)]
         order: Option<String>,
         #[command(flatten)]
@@ -155,10 +166,13 @@ pub(crate) enum Cmd {
     },
     /// Shows a QR code for the customer to scan (pre-order) and waits for the payment.
     QrPay {
+        /// Amount in yuan, e.g. 12.34.
         #[arg(long)]
         amount: String,
+        /// Whose QR code: WECHAT or ALIPAY.
         #[arg(long, default_value = "WECHAT")]
         wallet: String,
+        /// Our order id; a new one when absent.
         #[arg(long)]
         order: Option<String>,
         /// Where the gateway posts the result (defaults to the configured notify_url).
@@ -168,19 +182,31 @@ pub(crate) enum Cmd {
         details: Details,
     },
     /// Asks the gateway about an order now (the journal is not changed).
-    Query { order: String },
+    Query {
+        /// The order id (or an attempt's out_trade_no).
+        order: String,
+    },
     /// Cancels an order: an unsettled one is fenced, a paid one reversed within its window.
-    Cancel { order: String },
+    Cancel {
+        /// The order id.
+        order: String,
+    },
     /// Refunds part or all of a paid order.
     Refund {
+        /// The order id.
         order: String,
+        /// The amount to refund, in yuan.
         #[arg(long)]
         amount: String,
+        /// Our refund number (a new one when absent); the same number refunds only once.
         #[arg(long)]
         refund_id: Option<String>,
     },
     /// Asks the gateway about a refund and records the answer.
-    RefundQuery { refund_id: String },
+    RefundQuery {
+        /// The refund number (out_refund_no).
+        refund_id: String,
+    },
     /// Settles every unsettled attempt and refund now.
     Recover {
         /// The longest single wait (e.g. for a cancel window to open), in milliseconds.
@@ -197,8 +223,19 @@ pub(crate) enum Cmd {
         #[command(subcommand)]
         cmd: ConfigCmd,
     },
-    /// The merchant's registered names (aggregator GetMchInfo).
+    /// The merchant's registered names (aggregator GetMchInfo); the same as `merchant info`.
     MerchantInfo,
+    /// The aggregator's merchant operations (运维管理): register, SMS code, merchant id,
+    /// WeChat sub-merchant ids, merchant information.
+    Merchant {
+        #[command(subcommand)]
+        cmd: MerchantCmd,
+    },
+    /// WeChat mini-program operations through the aggregator.
+    Miniprogram {
+        #[command(subcommand)]
+        cmd: MiniprogramCmd,
+    },
     /// UnionPay ACP tools.
     Acp {
         #[command(subcommand)]
@@ -206,7 +243,10 @@ pub(crate) enum Cmd {
     },
     /// Downloads the ACP reconciliation file of a clearing date (YYYY-MM-DD) and lists every
     /// difference against the journal: exit 0 none, 2 differences.
-    Reconcile { date: String },
+    Reconcile {
+        /// The clearing date, YYYY-MM-DD.
+        date: String,
+    },
     /// ChinaUMS netpay bills: the pre-authorisation family.
     Chinaums {
         #[command(subcommand)]
@@ -224,6 +264,7 @@ pub(crate) enum Cmd {
 pub(crate) enum ContractCmd {
     /// Signs a contract with the authorization code the customer's 云闪付 app produced.
     Sign {
+        /// The authorization code from the customer's 云闪付 app.
         #[arg(long)]
         auth_code: String,
         /// Our agreement number (letters and digits, at most 32).
@@ -231,27 +272,40 @@ pub(crate) enum ContractCmd {
         contract_code: String,
     },
     /// Confirms the contract and the customer's arrears online (what offline acceptance trusts).
-    Query { contract_id: String },
+    Query {
+        /// The contract id (from `contract sign`).
+        contract_id: String,
+    },
     /// Cancels (解约) the contract.
-    Cancel { contract_id: String },
+    Cancel {
+        /// The contract id.
+        contract_id: String,
+    },
     /// Charges the contract customer (online; offline within the limits if the uplink is down).
     Charge {
+        /// The contract id.
         contract_id: String,
+        /// Amount in yuan.
         #[arg(long)]
         amount: String,
+        /// Our order id; a new one when absent.
         #[arg(long)]
         order: Option<String>,
     },
     /// Refunds part or all of a paid contract charge.
     Refund {
+        /// The order id of the charge.
         order: String,
+        /// The amount to refund, in yuan.
         #[arg(long)]
         amount: String,
+        /// Our refund number (a new one when absent).
         #[arg(long)]
         refund_id: Option<String>,
     },
     /// Handles a cancel notification (the query string of 云闪付's GET); prints the answer.
     Notify {
+        /// The notification's query string, as received.
         #[arg(long)]
         query: String,
     },
@@ -304,6 +358,7 @@ pub(crate) enum ChinaumsCmd {
     PreauthComplete {
         #[command(flatten)]
         bill: BillArgs,
+        /// The amount to complete, in yuan.
         #[arg(long)]
         amount: String,
     },
@@ -341,6 +396,7 @@ impl AcpOrig {
 pub(crate) enum AcpCmd {
     /// QR pre-authorisation (02): holds an amount (yuan) on the customer's UnionPay code.
     Preauth {
+        /// The amount to hold, in yuan.
         #[arg(long)]
         amount: String,
         /// The customer's code (qrNo); it is never stored.
@@ -357,6 +413,7 @@ pub(crate) enum AcpCmd {
         /// The pre-authorised amount (yuan).
         #[arg(long)]
         amount: String,
+        /// Our request number, the orderId (new when absent); the same again never sends twice.
         #[arg(long)]
         request_no: Option<String>,
     },
@@ -364,8 +421,10 @@ pub(crate) enum AcpCmd {
     PreauthComplete {
         #[command(flatten)]
         orig: AcpOrig,
+        /// The amount to complete, in yuan.
         #[arg(long)]
         amount: String,
+        /// Our request number, the orderId (new when absent); the same again never sends twice.
         #[arg(long)]
         request_no: Option<String>,
     },
@@ -376,11 +435,13 @@ pub(crate) enum AcpCmd {
         /// The completed amount (yuan).
         #[arg(long)]
         amount: String,
+        /// Our request number, the orderId (new when absent); the same again never sends twice.
         #[arg(long)]
         request_no: Option<String>,
     },
     /// Verifies a saved ACP reply or notification step by step: exit 0 verified, 1 not.
     Verify {
+        /// The saved reply or notification (the form body as received).
         file: PathBuf,
         /// Trust UnionPay's public test chain in DIR (acp_test_middle.cer, acp_test_root.cer,
         /// here or in the parent folder) instead of the configured [gateways.acp] one.
@@ -447,19 +508,22 @@ pub(crate) enum JournalCmd {
         /// (INTENT, UNKNOWN, and REVIEW: a person must settle it; its note says how).
         #[arg(long)]
         review: bool,
-        /// Only attempts of this Beijing date (yyyy-mm-dd).
-        #[arg(long)]
+        /// Only attempts of this Beijing date, YYYY-MM-DD.
+        #[arg(long, value_parser = iso_date, value_name = "YYYY-MM-DD")]
         date: Option<String>,
     },
     /// Shows an order's attempts (or a pre-authorisation operation, by request number) with
     /// their whole history.
-    Show { order: String },
+    Show {
+        /// The order id, an out_trade_no, or a pre-authorisation request number.
+        order: String,
+    },
     /// Writes every attempt with its history as JSON lines.
     Export,
-    /// Settles a pre-authorisation operation in REVIEW once a person has checked it with the
-    /// channel (bill or transaction query, or the acquirer): `--done` it took effect,
-    /// `--failed` it did not. Until then it blocks other operations on the same
-    /// pre-authorisation.
+    /// Settles what waits for a person once they have checked it with the channel: a
+    /// pre-authorisation operation in REVIEW (`--done` it took effect, `--failed` it did not;
+    /// until then it blocks other operations on the same pre-authorisation), or an order in
+    /// MANUAL_REVIEW (`--done` paid, `--failed` never charged, `--refunded` money returned).
     Resolve {
         /// A pre-authorisation operation's request number, or an order (or its out_trade_no)
         /// with an attempt in manual review.
@@ -479,8 +543,127 @@ pub(crate) enum JournalCmd {
     },
 }
 
+/// A calendar date as YYYY-MM-DD: anything else would silently match nothing.
+fn iso_date(s: &str) -> Result<String, String> {
+    match chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        Ok(_) if s.len() == 10 => Ok(s.to_string()),
+        _ => Err(format!(
+            "the date must be YYYY-MM-DD, e.g. 2026-03-12, not {s:?}"
+        )),
+    }
+}
+
+/// `KEY=VALUE`, as Mch_Reg's parameters are given.
+fn key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
+}
+
+#[derive(Subcommand)]
+pub(crate) enum MerchantCmd {
+    /// Mch_Reg: registers a virtual merchant. Its parameters are agreed with the aggregator's
+    /// support per integration, so they are given as KEY=VALUE pairs.
+    Register {
+        /// The registration parameters, e.g. `mch_name=小店 mobile=13800000000`.
+        #[arg(value_parser = key_value, required = true, value_name = "KEY=VALUE")]
+        params: Vec<(String, String)>,
+    },
+    /// GetMchSMSValid: has the aggregator text a verification code to a mobile number.
+    Sms {
+        /// The mobile number (11 digits).
+        #[arg(long)]
+        mobile: String,
+    },
+    /// GetMchId: the merchant id for a mobile number and its SMS code, or a username and password.
+    Id {
+        /// The mobile number the SMS code went to (with --valid).
+        #[arg(long, requires = "valid", conflicts_with = "username")]
+        mobile: Option<String>,
+        /// The SMS verification code (from `payterm merchant sms`).
+        #[arg(long, requires = "mobile")]
+        valid: Option<String>,
+        /// The merchant's username (with --password).
+        #[arg(long, requires = "password")]
+        username: Option<String>,
+        /// The merchant's password (better through PAYTERM_MCH_PASSWORD: a command line is
+        /// visible to other users).
+        #[arg(long, env = "PAYTERM_MCH_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        /// Print the merchant trade code (商户交易码) in full instead of masked.
+        #[arg(long)]
+        show_trade_code: bool,
+    },
+    /// GetPartnerId: the merchant's WeChat sub-merchant ids, per payment channel.
+    Partner {
+        /// Whose ids (default: the configured mch_id).
+        #[arg(long)]
+        mch_id: Option<String>,
+    },
+    /// GetMchInfo: the merchant's registered full and short names.
+    Info,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum MiniprogramCmd {
+    /// WXA_Code2Session: a mini-program user's openid (and unionid) from their login code. The
+    /// session key is a secret: only whether one was returned is printed.
+    Session {
+        /// The login code (js_code) from wx.login().
+        #[arg(long, env = "PAYTERM_WXA_CODE", hide_env_values = true)]
+        code: String,
+        /// The mini-program's appid.
+        #[arg(long, env = "PAYTERM_WXA_APPID")]
+        appid: String,
+    },
+}
+
 #[derive(Subcommand)]
 pub(crate) enum ConfigCmd {
     /// Explains every problem in the configuration.
-    Check,
+    Check {
+        /// Also send one harmless signed request to each configured aggregator (GetMchInfo,
+        /// which moves no money) to prove its URL, key and ids, and explain any failure.
+        #[arg(long)]
+        online: bool,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every flag and argument explains itself in --help.
+    #[test]
+    fn every_option_has_help_text() {
+        fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in c.get_arguments() {
+                let builtin = matches!(a.get_id().as_str(), "help" | "version");
+                if !builtin && a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {}", a.get_id()));
+                }
+            }
+            for s in c.get_subcommands() {
+                walk(s, &format!("{path} {}", s.get_name()), missing);
+            }
+        }
+        let mut missing = vec![];
+        walk(&super::Cli::command(), "payterm", &mut missing);
+        assert!(missing.is_empty(), "options without help: {missing:#?}");
+    }
+
+    #[test]
+    fn dates_are_iso_only() {
+        assert!(super::iso_date("2026-03-12").is_ok());
+        for bad in [
+            "12/03",
+            "2026-3-12",
+            "2026-02-30",
+            "20260312",
+            "2026-03-12x",
+        ] {
+            assert!(super::iso_date(bad).is_err(), "{bad}");
+        }
+    }
 }

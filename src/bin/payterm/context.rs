@@ -16,6 +16,20 @@ pub(crate) fn load(cli: &Cli) -> Result<Config, Fail> {
     Config::load(&cli.config).map_err(|e| Fail(1, e.into()))
 }
 
+/// The configured aggregator with its key, for the commands that talk to it directly.
+pub(crate) fn aggregator(cfg: &Config) -> Result<payterm::gateway::aggregator::Aggregator, Fail> {
+    let a = cfg.file.gateways.aggregator.clone().ok_or_else(|| {
+        Fail(
+            1,
+            anyhow!("no aggregator is configured ([gateways.aggregator])"),
+        )
+    })?;
+    let key = cfg
+        .read_secret("aggregator key", &a.key_file)
+        .map_err(|e| Fail(1, e.into()))?;
+    Ok(payterm::gateway::aggregator::Aggregator::new(a, key))
+}
+
 pub(crate) fn engine(cli: &Cli, cfg: &Config) -> Result<Engine, Fail> {
     let path = cli.journal.clone().unwrap_or_else(|| cfg.journal_path());
     let journal = Journal::open(&path).map_err(|e| Fail(1, e.into()))?;

@@ -22,9 +22,21 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let _ = e.print();
             // Help and version are not errors; any other usage mistake is bad input (exit 1).
-            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+            let code = if e.use_stderr() { 1 } else { 0 };
+            // A tool that asked for JSON reads stdout only: it gets the refusal there too.
+            if code == 1 && std::env::args().any(|a| a == "--json") {
+                let text = e.to_string();
+                let words: Vec<&str> = text
+                    .lines()
+                    .take_while(|l| !l.starts_with("Usage:"))
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect();
+                output::print_error(words.join(" ").trim_start_matches("error: "), code);
+            }
+            let _ = e.print();
+            return ExitCode::from(code);
         }
     };
     // The daemon logs its addresses and every payment's state changes by default (journald
@@ -42,10 +54,15 @@ fn main() -> ExitCode {
         // journald stores escape codes verbatim: colours only on a terminal.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+    let json = cli.json;
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(Fail(code, e)) => {
             eprintln!("payterm: {e:#}");
+            // With --json every command ends with a `result` object, refusals included.
+            if json {
+                output::print_error(&format!("{e:#}"), code);
+            }
             ExitCode::from(code)
         }
     }
@@ -103,8 +120,8 @@ fn run(cli: Cli) -> Result<u8, Fail> {
         Cmd::Recover { max_wait_ms } => recover::run(cli, out, *max_wait_ms),
         Cmd::Journal { cmd } => journal::run(cli, out, cmd),
         Cmd::Config {
-            cmd: ConfigCmd::Check,
-        } => config::check(cli, out),
+            cmd: ConfigCmd::Check { online },
+        } => config::check(cli, out, *online),
         Cmd::Acp {
             cmd:
                 AcpCmd::Verify {
@@ -117,6 +134,8 @@ fn run(cli: Cli) -> Result<u8, Fail> {
         Cmd::Reconcile { date } => reconcile::run(cli, date),
         Cmd::Contract { cmd } => contract::run(cli, out, cmd),
         Cmd::Chinaums { cmd } => chinaums::run(cli, out, cmd),
-        Cmd::MerchantInfo => misc::merchant_info(cli, out),
+        Cmd::MerchantInfo => merchant::run(cli, out, &cli::MerchantCmd::Info),
+        Cmd::Merchant { cmd } => merchant::run(cli, out, cmd),
+        Cmd::Miniprogram { cmd } => merchant::miniprogram(cli, out, cmd),
     }
 }

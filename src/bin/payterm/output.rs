@@ -20,6 +20,16 @@ impl<E: Into<anyhow::Error>> From<E> for Fail {
     }
 }
 
+/// The final object of a command that failed, for `--json` readers (stdout).
+pub(crate) fn print_error(error: &str, exit: u8) {
+    let mut o = std::io::stdout().lock();
+    let _ = writeln!(
+        o,
+        "{}",
+        json!({"result": "error", "error": error, "exit": exit})
+    );
+}
+
 pub(crate) struct Out {
     pub(crate) json: bool,
 }

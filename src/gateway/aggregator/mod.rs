@@ -7,6 +7,8 @@
 //! does not journal, retry or wait: the engine does.
 
 pub mod codes;
+pub mod merchant;
+pub mod online;
 pub mod wire;
 
 use std::sync::Arc;
@@ -19,7 +21,7 @@ use crate::core::authcode::Wallet;
 use crate::core::machine::Reply;
 use crate::core::money::Amount;
 use crate::core::policy::Policy;
-use crate::gateway::transport::{HttpRequest, Timeouts, Transport, UreqTransport};
+use crate::gateway::transport::{HttpRequest, Timeouts, Transport, TransportError, UreqTransport};
 use crate::gateway::{
     AttemptRef, Credential, Gateway, GatewayReply, Method, RefundOutcome, RefundRef,
 };
@@ -83,7 +85,7 @@ fn default_total_ms() -> u64 {
 #[derive(Debug, Error)]
 pub enum AggregatorError {
     #[error("could not reach the aggregator: {0}")]
-    Transport(String),
+    Transport(#[from] TransportError),
     #[error("the aggregator replied HTTP {0}")]
     Status(u16),
     #[error("the aggregator's reply cannot be believed: {0}")]
@@ -92,6 +94,9 @@ pub enum AggregatorError {
     Refused { code: String, msg: String },
     #[error("the reply is missing {0}")]
     Missing(&'static str),
+    /// Refused before anything was sent.
+    #[error("{0}")]
+    BadInput(String),
 }
 
 /// A verified pre-order result notification.
@@ -186,10 +191,7 @@ impl Aggregator {
             headers: vec![("X-Requested-With".into(), "XMLHttpRequest".into())],
             body: body.into_bytes(),
         };
-        let resp = self
-            .transport
-            .post(&req)
-            .map_err(|e| AggregatorError::Transport(e.to_string()))?;
+        let resp = self.transport.post(&req)?;
         if resp.status != 200 {
             return Err(AggregatorError::Status(resp.status));
         }
@@ -556,16 +558,23 @@ impl Method {
     }
 }
 
+/// A canned transport for this module's unit tests and its submodules'.
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests_support {
     use super::*;
-    use crate::gateway::{HttpResponse, OrderDetails, TransportError};
+    use crate::gateway::HttpResponse;
     use std::sync::Mutex;
 
     /// A transport that answers with a canned body and records what was sent.
-    struct Canned {
-        reply: Mutex<Vec<Vec<u8>>>,
-        sent: Mutex<Vec<String>>,
+    pub(crate) struct Canned {
+        pub(crate) reply: Mutex<Vec<Vec<u8>>>,
+        pub(crate) sent: Mutex<Vec<String>>,
+    }
+
+    impl Canned {
+        pub(crate) fn sent(&self) -> Vec<String> {
+            self.sent.lock().unwrap().clone()
+        }
     }
 
     impl Transport for Canned {
@@ -589,7 +598,7 @@ mod tests {
         }
     }
 
-    fn cfg() -> AggregatorConfig {
+    pub(crate) fn cfg() -> AggregatorConfig {
         toml::from_str(
             r#"base_url = "http://127.0.0.1:1"
 agent_id = "130000000000000000"
@@ -598,6 +607,21 @@ key_file = "/dev/null""#,
         )
         .unwrap()
     }
+
+    pub(crate) fn agg(replies: Vec<Vec<u8>>) -> (Aggregator, Arc<Canned>) {
+        let t = Arc::new(Canned {
+            reply: Mutex::new(replies),
+            sent: Mutex::new(vec![]),
+        });
+        (Aggregator::with_transport(cfg(), "k".into(), t.clone()), t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::agg;
+    use super::*;
+    use crate::gateway::OrderDetails;
 
     fn attempt() -> AttemptRef {
         AttemptRef {
@@ -621,14 +645,6 @@ key_file = "/dev/null""#,
             f.set(k, *v);
         }
         f.signed("k").to_json().into_bytes()
-    }
-
-    fn agg(replies: Vec<Vec<u8>>) -> (Aggregator, Arc<Canned>) {
-        let t = Arc::new(Canned {
-            reply: Mutex::new(replies),
-            sent: Mutex::new(vec![]),
-        });
-        (Aggregator::with_transport(cfg(), "k".into(), t.clone()), t)
     }
 
     fn code() -> Credential {

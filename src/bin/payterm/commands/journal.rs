@@ -67,6 +67,12 @@ pub(crate) fn run(cli: &Cli, out: &Out, cmd: &JournalCmd) -> Result<u8, Fail> {
                     json!({"preauth": p}),
                 );
             }
+            if out.json {
+                out.line(
+                    "",
+                    json!({"result": "ok", "attempts": rows.len(), "preauth_operations": ops.len(), "exit": 0}),
+                );
+            }
             Ok(0)
         }
         JournalCmd::Show { order } => {
@@ -74,7 +80,10 @@ pub(crate) fn run(cli: &Cli, out: &Out, cmd: &JournalCmd) -> Result<u8, Fail> {
             if let Some(p) = j.preauth_by_request_no(order)? {
                 let history = j.preauth_history(p.op_id)?;
                 if out.json {
-                    out.line("", json!({"preauth": p, "history": history}));
+                    out.line(
+                        "",
+                        json!({"result": "ok", "preauth": p, "history": history, "exit": 0}),
+                    );
                     return Ok(0);
                 }
                 println!(
@@ -162,11 +171,27 @@ pub(crate) fn run(cli: &Cli, out: &Out, cmd: &JournalCmd) -> Result<u8, Fail> {
                     );
                 }
             }
+            if rows.is_empty() {
+                return Err(Fail(
+                    1,
+                    anyhow!("no order or request number {order} in the journal"),
+                ));
+            }
+            if out.json {
+                out.line(
+                    "",
+                    json!({"result": "ok", "attempts": rows.len(), "exit": 0}),
+                );
+            }
             Ok(0)
         }
         JournalCmd::Export => {
             let mut o = std::io::stdout().lock();
             j.export_jsonl(&mut o)?;
+            drop(o);
+            if out.json {
+                out.line("", json!({"result": "ok", "exit": 0}));
+            }
             Ok(0)
         }
         JournalCmd::Resolve {

@@ -1,6 +1,6 @@
 //! The small commands that call one library function each: `render` (a sample screen to PNG),
-//! `scan-test` (what the scanners decode), `merchant-info` (the aggregator's names for us). They
-//! share no state; each stays a few lines of wiring and must not grow logic of its own.
+//! `scan-test` (what the scanners decode). They share no state; each stays a few lines of
+//! wiring and must not grow logic of its own.
 
 use std::path::Path;
 
@@ -54,23 +54,5 @@ pub(crate) fn scan_test(cli: &Cli) -> Result<u8, Fail> {
         },
     ))?;
     eprintln!("{summary:?}");
-    Ok(0)
-}
-
-pub(crate) fn merchant_info(cli: &Cli, out: &Out) -> Result<u8, Fail> {
-    let cfg = load(cli)?;
-    let a = cfg
-        .file
-        .gateways
-        .aggregator
-        .clone()
-        .ok_or_else(|| anyhow!("no aggregator is configured"))?;
-    let key = cfg.read_secret("aggregator key", &a.key_file)?;
-    let agg = payterm::gateway::aggregator::Aggregator::new(a, key);
-    let m = agg.merchant_info().map_err(|e| Fail(3, e.into()))?;
-    out.line(
-        format!("merchant {}: {} ({})", m.mch_id, m.full_name, m.short_name),
-        json!({"mch_id": m.mch_id, "full_name": m.full_name, "short_name": m.short_name}),
-    );
     Ok(0)
 }

@@ -10,6 +10,7 @@ pub(crate) mod config;
 pub(crate) mod contract;
 pub(crate) mod daemon;
 pub(crate) mod journal;
+pub(crate) mod merchant;
 pub(crate) mod misc;
 pub(crate) mod pay;
 pub(crate) mod preauth;

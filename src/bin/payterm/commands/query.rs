@@ -13,7 +13,7 @@ pub(crate) fn run(cli: &Cli, out: &Out, order: &str) -> Result<u8, Fail> {
     let (row, reply) = e.query(order).map_err(engine_err)?;
     out.line(
                 format!("{} ({} yuan): journal says {}; the gateway says {} [{}]", row.out_trade_no, row.amount, row.machine.state, reply.reply.describe(), reply.detail),
-                json!({"order": row.order_id, "out_trade_no": row.out_trade_no, "journal_state": row.machine.state, "gateway": reply.reply.describe(), "detail": reply.detail}),
+                json!({"result": "ok", "order": row.order_id, "out_trade_no": row.out_trade_no, "journal_state": row.machine.state, "gateway": reply.reply.describe(), "detail": reply.detail, "exit": 0}),
             );
     Ok(0)
 }
