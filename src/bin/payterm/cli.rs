@@ -212,6 +212,21 @@ pub(crate) enum Cmd {
         #[command(subcommand)]
         cmd: ChinaumsCmd,
     },
+    /// Shifts (签退): open one for an operator, close it with its totals printed and kept.
+    Shift {
+        #[command(subcommand)]
+        cmd: ShiftCmd,
+    },
+    /// Totals (日结): per gateway and wallet, paid, refunded and net, with what is unsettled
+    /// or in review. Without a flag: the open shift, or else today (Beijing time).
+    Totals {
+        /// A shift, open or closed (a closed one prints its stored totals).
+        #[arg(long, conflicts_with = "day")]
+        shift: Option<i64>,
+        /// A Beijing calendar day, yyyy-mm-dd.
+        #[arg(long)]
+        day: Option<String>,
+    },
     /// 云闪付 无感支付 contract customers: sign, query, cancel, charge (offline within limits
     /// when the uplink is down), refund, the cancel notification, offline deductions.
     Contract {
@@ -470,6 +485,18 @@ pub(crate) enum JournalCmd {
         #[arg(long)]
         note: String,
     },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ShiftCmd {
+    /// Opens a shift; refused while another is open.
+    Open {
+        /// The operator (cashier) id: letters, digits, '-' or '_'.
+        #[arg(long)]
+        operator: String,
+    },
+    /// Closes the open shift: prints its totals and keeps them in the journal.
+    Close,
 }
 
 #[derive(Subcommand)]

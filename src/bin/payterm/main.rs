@@ -118,5 +118,7 @@ fn run(cli: Cli) -> Result<u8, Fail> {
         Cmd::Contract { cmd } => contract::run(cli, out, cmd),
         Cmd::Chinaums { cmd } => chinaums::run(cli, out, cmd),
         Cmd::MerchantInfo => misc::merchant_info(cli, out),
+        Cmd::Shift { cmd } => shift::run(cli, out, cmd),
+        Cmd::Totals { shift, day } => shift::totals(cli, out, *shift, day.as_deref()),
     }
 }

@@ -18,3 +18,4 @@ pub(crate) mod reconcile;
 pub(crate) mod recover;
 pub(crate) mod refund;
 pub(crate) mod sandbox;
+pub(crate) mod shift;
