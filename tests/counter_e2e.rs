@@ -124,6 +124,60 @@ fn a_closed_shift_totals_what_the_export_adds_up_to() {
 }
 
 #[test]
+fn a_receipt_prints_the_order_in_chinese_for_both_widths() {
+    let env = Env::start();
+    let (c, v) = env.pay("12.00", &code(21));
+    assert_eq!(c, 0, "{v}");
+    let order = v["order"].as_str().unwrap();
+    let (c, r, _) = env.run_json(&["refund", order, "--amount", "3.00"]);
+    assert_eq!(c, 0, "{r}");
+    let out = env.run(&["receipt", order]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "测试商户",
+        "客户联",
+        "商户联",
+        "微信支付",
+        "1345**********0021",
+        "￥9.00",
+    ] {
+        assert!(text.contains(want), "{want} missing:\n{text}");
+    }
+    assert!(
+        !text.contains(&code(21)),
+        "a full payment code on a receipt"
+    );
+    // The board (sim.toml) says 58 mm: 32 columns, unless --width says otherwise.
+    assert!(text.lines().any(|l| l == "-".repeat(32)), "{text}");
+    let file = env.dir.path().join("r.bin");
+    let (c, w, _) = env.run_json(&[
+        "receipt",
+        order,
+        "--width",
+        "80",
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(c, 0, "{w}");
+    let lines = payterm::receipt::decode(&std::fs::read(&file).unwrap()).unwrap();
+    assert!(lines.iter().any(|l| *l == "-".repeat(48)), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("[QR] ") && l.ends_with(order))
+    );
+    let (c, _, _) = env.run_json(&["receipt", order, "--width", "76"]);
+    assert_eq!(c, 1);
+    let (c, _, _) = env.run_json(&["receipt", "NO-SUCH-ORDER"]);
+    assert_eq!(c, 1);
+}
+
+#[test]
 fn totals_refuses_a_bad_day() {
     let env = Env::start();
     let (c, _, _) = env.run_json(&["totals", "--day", "2026-13-40"]);

@@ -227,6 +227,17 @@ pub(crate) enum Cmd {
         #[arg(long)]
         day: Option<String>,
     },
+    /// Writes an order's receipt (小票) as ESC/POS bytes, or prints its text.
+    Receipt {
+        order: String,
+        /// Paper width in millimetres: 58 (32 columns) or 80 (48 columns); default the
+        /// board's printer, else 58.
+        #[arg(long)]
+        width: Option<u16>,
+        /// Write the printer's bytes here instead of printing the text.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// 云闪付 无感支付 contract customers: sign, query, cancel, charge (offline within limits
     /// when the uplink is down), refund, the cancel notification, offline deductions.
     Contract {

@@ -120,5 +120,10 @@ fn run(cli: Cli) -> Result<u8, Fail> {
         Cmd::MerchantInfo => misc::merchant_info(cli, out),
         Cmd::Shift { cmd } => shift::run(cli, out, cmd),
         Cmd::Totals { shift, day } => shift::totals(cli, out, *shift, day.as_deref()),
+        Cmd::Receipt {
+            order,
+            width,
+            out: file,
+        } => receipt::run(cli, out, order, *width, file.as_deref()),
     }
 }

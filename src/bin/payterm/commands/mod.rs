@@ -14,6 +14,7 @@ pub(crate) mod misc;
 pub(crate) mod pay;
 pub(crate) mod preauth;
 pub(crate) mod query;
+pub(crate) mod receipt;
 pub(crate) mod reconcile;
 pub(crate) mod recover;
 pub(crate) mod refund;
