@@ -17,6 +17,7 @@ pub mod failpoint;
 pub mod fuzzing;
 pub mod gateway;
 pub mod journal;
+pub mod receipt;
 pub mod sandbox;
 pub mod sign;
 pub mod ui;

@@ -28,6 +28,8 @@ pub struct BoardProfile {
     pub keypad: Option<KeypadConfig>,
     #[serde(default)]
     pub gpio: Option<GpioConfig>,
+    #[serde(default)]
+    pub printer: Option<PrinterConfig>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -273,6 +275,45 @@ pub struct GpioConfig {
     pub led_red: Option<GpioLine>,
     #[serde(default)]
     pub led_amber: Option<GpioLine>,
+}
+
+/// Which copy of a receipt is printed: the customer's, or the one the merchant keeps.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ReceiptCopy {
+    Customer,
+    Merchant,
+}
+
+fn default_width_mm() -> u16 {
+    58
+}
+fn default_copies() -> Vec<ReceiptCopy> {
+    vec![ReceiptCopy::Customer, ReceiptCopy::Merchant]
+}
+fn default_status_timeout_ms() -> u64 {
+    1000
+}
+
+/// The receipt printer (ESC/POS): a USB printer class node (`/dev/usb/lp0`) or, with `baud`, a
+/// serial port.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PrinterConfig {
+    /// `/dev/usb/lp0`, a serial port, or `sim` (no printer: receipts are only laid out).
+    pub device: String,
+    /// Set for a serial printer (8N1, no flow control).
+    #[serde(default)]
+    pub baud: Option<u32>,
+    /// Paper width: 58 (32 columns) or 80 (48 columns).
+    #[serde(default = "default_width_mm")]
+    pub width_mm: u16,
+    /// The copies printed per sale, in order.
+    #[serde(default = "default_copies")]
+    pub copies: Vec<ReceiptCopy>,
+    /// How long to wait for the printer's answer to a status request.
+    #[serde(default = "default_status_timeout_ms")]
+    pub status_timeout_ms: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -581,6 +622,50 @@ pub fn check_board(board: &BoardProfile) -> Vec<Problem> {
             );
         }
     }
+    if let Some(p) = &board.printer {
+        if p.device.trim().is_empty() {
+            err(
+                Error,
+                "printer",
+                "no device".into(),
+                "Set `device = \"/dev/usb/lp0\"`, a serial port with `baud`, or \"sim\".",
+            );
+        }
+        if !matches!(p.width_mm, 58 | 80) {
+            err(
+                Error,
+                "printer",
+                format!("width_mm = {} is not a receipt paper width", p.width_mm),
+                "Use 58 (32 columns) or 80 (48 columns).",
+            );
+        }
+        if let Some(b) = p.baud
+            && !STANDARD_BAUDS.contains(&b)
+        {
+            err(
+                Error,
+                "printer",
+                format!("baud {b} is not a standard rate"),
+                "Use the printer's rate, usually 9600 or 115200.",
+            );
+        }
+        if p.copies.is_empty() {
+            err(
+                Warning,
+                "printer",
+                "copies is empty: nothing would be printed".into(),
+                "List `copies = [\"customer\", \"merchant\"]` or remove the section.",
+            );
+        }
+        if p.status_timeout_ms == 0 {
+            err(
+                Error,
+                "printer",
+                "status_timeout_ms = 0 gives the printer no time to answer".into(),
+                "Use a few hundred milliseconds.",
+            );
+        }
+    }
     out
 }
 
@@ -741,6 +826,29 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("baud_rate"), "{e}");
+    }
+
+    #[test]
+    fn printer_section_parses_and_its_mistakes_are_found() {
+        let base = "name = \"p\"\n[display]\nkind = \"png\"\nwidth = 320\nheight = 240\n";
+        let b = parse_board(&format!("{base}[printer]\ndevice = \"/dev/usb/lp0\"\n")).unwrap();
+        let p = b.printer.as_ref().unwrap();
+        assert_eq!((p.width_mm, p.baud), (58, None));
+        assert_eq!(p.copies, [ReceiptCopy::Customer, ReceiptCopy::Merchant]);
+        let p = check_board(&b);
+        assert!(!p.iter().any(|x| x.place == "printer"), "{p:?}");
+        let b = parse_board(&format!(
+            "{base}[printer]\ndevice = \"\"\nbaud = 9601\nwidth_mm = 76\ncopies = []\n"
+        ))
+        .unwrap();
+        let p = check_board(&b);
+        for needle in ["no device", "width_mm = 76", "baud 9601", "copies is empty"] {
+            assert!(
+                p.iter().any(|x| x.to_string().contains(needle)),
+                "{needle}: {p:#?}"
+            );
+        }
+        assert!(parse_board(&format!("{base}[printer]\ndevice = \"x\"\ncopy = []\n")).is_err());
     }
 
     #[test]

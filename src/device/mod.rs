@@ -14,6 +14,7 @@ pub mod face;
 pub mod hotplug;
 pub mod indicator;
 pub mod input;
+pub mod printer;
 pub mod pty;
 pub mod scantest;
 pub mod serial;

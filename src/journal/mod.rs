@@ -11,6 +11,7 @@ pub mod offline;
 pub mod preauth;
 pub mod sales;
 pub mod schema;
+pub mod totals;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -28,6 +29,7 @@ use crate::gateway::{Method, OrderDetails};
 pub use preauth::{
     Intent, NewPreAuth, PreAuthChange, PreAuthEvent, PreAuthOp, PreAuthRow, PreAuthState,
 };
+pub use totals::{ShiftError, ShiftRow, Totals, TotalsItem, TotalsLine};
 
 #[derive(Debug, Error)]
 pub enum JournalError {

@@ -203,4 +203,21 @@ CREATE TABLE sales(
     updated_ms INTEGER NOT NULL
 );
 "#,
+    // 6: shifts (签退): who worked the counter when, and the totals printed at closing
+    // (journal::totals). One open shift at a time; a closed shift's totals never change.
+    r#"
+CREATE TABLE shifts(
+    shift_id  INTEGER PRIMARY KEY AUTOINCREMENT,
+    operator  TEXT NOT NULL,
+    opened_ms INTEGER NOT NULL,
+    closed_ms INTEGER,
+    totals    TEXT,
+    CHECK ((closed_ms IS NULL) = (totals IS NULL))
+);
+CREATE UNIQUE INDEX one_open_shift ON shifts(closed_ms IS NULL) WHERE closed_ms IS NULL;
+CREATE TRIGGER shifts_closed_stays BEFORE UPDATE ON shifts WHEN OLD.closed_ms IS NOT NULL
+    BEGIN SELECT RAISE(ABORT, 'a closed shift does not change'); END;
+CREATE TRIGGER shifts_never_deleted BEFORE DELETE ON shifts
+    BEGIN SELECT RAISE(ABORT, 'a shift is never deleted'); END;
+"#,
 ];

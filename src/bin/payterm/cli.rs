@@ -252,6 +252,32 @@ pub(crate) enum Cmd {
         #[command(subcommand)]
         cmd: ChinaumsCmd,
     },
+    /// Shifts (签退): open one for an operator, close it with its totals printed and kept.
+    Shift {
+        #[command(subcommand)]
+        cmd: ShiftCmd,
+    },
+    /// Totals (日结): per gateway and wallet, paid, refunded and net, with what is unsettled
+    /// or in review. Without a flag: the open shift, or else today (Beijing time).
+    Totals {
+        /// A shift, open or closed (a closed one prints its stored totals).
+        #[arg(long, conflicts_with = "day")]
+        shift: Option<i64>,
+        /// A Beijing calendar day, yyyy-mm-dd.
+        #[arg(long)]
+        day: Option<String>,
+    },
+    /// Writes an order's receipt (小票) as ESC/POS bytes, or prints its text.
+    Receipt {
+        order: String,
+        /// Paper width in millimetres: 58 (32 columns) or 80 (48 columns); default the
+        /// board's printer, else 58.
+        #[arg(long)]
+        width: Option<u16>,
+        /// Write the printer's bytes here instead of printing the text.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// 云闪付 无感支付 contract customers: sign, query, cancel, charge (offline within limits
     /// when the uplink is down), refund, the cancel notification, offline deductions.
     Contract {
@@ -617,6 +643,18 @@ pub(crate) enum MiniprogramCmd {
         #[arg(long, env = "PAYTERM_WXA_APPID")]
         appid: String,
     },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ShiftCmd {
+    /// Opens a shift; refused while another is open.
+    Open {
+        /// The operator (cashier) id: letters, digits, '-' or '_'.
+        #[arg(long)]
+        operator: String,
+    },
+    /// Closes the open shift: prints its totals and keeps them in the journal.
+    Close,
 }
 
 #[derive(Subcommand)]

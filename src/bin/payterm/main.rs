@@ -137,5 +137,12 @@ fn run(cli: Cli) -> Result<u8, Fail> {
         Cmd::MerchantInfo => merchant::run(cli, out, &cli::MerchantCmd::Info),
         Cmd::Merchant { cmd } => merchant::run(cli, out, cmd),
         Cmd::Miniprogram { cmd } => merchant::miniprogram(cli, out, cmd),
+        Cmd::Shift { cmd } => shift::run(cli, out, cmd),
+        Cmd::Totals { shift, day } => shift::totals(cli, out, *shift, day.as_deref()),
+        Cmd::Receipt {
+            order,
+            width,
+            out: file,
+        } => receipt::run(cli, out, order, *width, file.as_deref()),
     }
 }

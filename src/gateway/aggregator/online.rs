@@ -88,7 +88,11 @@ impl Aggregator {
             url: url.clone(),
             content_type: FORM,
             headers: vec![("X-Requested-With".into(), "XMLHttpRequest".into())],
-            body: self.common(None).signed(&self.key).to_form().into_bytes(),
+            body: self
+                .common(None)
+                .signed(self.key.expose())
+                .to_form()
+                .into_bytes(),
         };
         let resp = self
             .transport
@@ -111,7 +115,7 @@ impl Aggregator {
                 agent_id: self.cfg.agent_id.clone(),
             });
         }
-        match r.verify(&self.key) {
+        match r.verify(self.key.expose()) {
             Ok(()) => {}
             Err(WireError::Unsigned) if r.get("state").is_none() => {
                 return Err(OnlineProblem::NotAggregator {
