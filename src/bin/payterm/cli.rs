@@ -269,6 +269,7 @@ pub(crate) enum Cmd {
     },
     /// Writes an order's receipt (小票) as ESC/POS bytes, or prints its text.
     Receipt {
+        /// The order id (or an out_trade_no) whose receipt to lay out.
         order: String,
         /// Paper width in millimetres: 58 (32 columns) or 80 (48 columns); default the
         /// board's printer, else 58.
