@@ -84,6 +84,7 @@ pub fn router(shared: Arc<Shared>, sales: mpsc::Sender<SaleCmd>, token: Option<S
     };
     let v1 = Router::new()
         .route("/v1/payments", post(create).get(list))
+        .route("/v1/totals", get(totals))
         .route("/v1/payments/{order_id}", get(get_payment))
         .route("/v1/payments/{order_id}/cancel", post(cancel))
         .route("/v1/payments/{order_id}/refunds", post(refund))
@@ -532,6 +533,71 @@ async fn list(State(api): State<Api>, Query(q): Query<ListQuery>) -> Result<Resp
         .map(|a| json!({"order_id": a.order_id, "out_trade_no": a.out_trade_no, "amount_fen": a.amount.fen(), "state": a.machine.state, "created_ms": a.machine.created_ms, "wallet": a.wallet}))
         .collect();
     Ok(axum::Json(json!({"payments": items})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TotalsQuery {
+    #[serde(default)]
+    shift: Option<i64>,
+    #[serde(default)]
+    day: Option<String>,
+}
+
+/// `GET /v1/totals[?shift=ID|?day=YYYY-MM-DD]`: a closed shift's stored totals, an open
+/// shift's so far, a Beijing day's, or (neither given) the open shift's, else today's.
+async fn totals(
+    State(api): State<Api>,
+    Query(q): Query<TotalsQuery>,
+) -> Result<Response, ApiError> {
+    use crate::journal::totals::beijing_day;
+    if let Some(d) = &q.day
+        && beijing_day(d).is_none()
+    {
+        return Err(bad("bad_day", format!("day {d:?} is not YYYY-MM-DD")));
+    }
+    let shared = api.shared.clone();
+    let r = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
+        let e = shared
+            .engine()
+            .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, "journal", e.to_string()))?;
+        let j = e.journal();
+        let now = crate::util::now_ms();
+        let journal_err =
+            |e: crate::journal::JournalError| ApiError(StatusCode::SERVICE_UNAVAILABLE, "journal", e.to_string());
+        if let Some(d) = &q.day {
+            let (from, until) = beijing_day(d).ok_or_else(|| bad("bad_day", "not YYYY-MM-DD"))?;
+            let t = j.totals(from, until).map_err(journal_err)?;
+            return Ok(json!({"day": d, "shift": null, "totals": t}));
+        }
+        let shift = match q.shift {
+            Some(id) => Some(j.shift(id).map_err(|e| {
+                ApiError(StatusCode::NOT_FOUND, "no_such_shift", e.to_string())
+            })?),
+            None => j
+                .open_shift()
+                .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, "journal", e.to_string()))?,
+        };
+        match shift {
+            Some(s) => {
+                let t = match &s.totals {
+                    Some(t) => t.clone(),
+                    None => j.totals(s.opened_ms, now + 1).map_err(journal_err)?,
+                };
+                Ok(json!({"shift": s, "totals": t}))
+            }
+            None => {
+                let d = crate::util::beijing_date(now);
+                let (from, until) =
+                    beijing_day(&d).ok_or_else(|| bad("bad_day", "today has no range"))?;
+                let t = j.totals(from, until).map_err(journal_err)?;
+                Ok(json!({"day": d, "shift": null, "totals": t}))
+            }
+        }
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    Ok(axum::Json(r).into_response())
 }
 
 async fn cancel(
