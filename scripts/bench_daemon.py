@@ -250,8 +250,14 @@ def run_daemon(bin_, url, work, n, board, strace):
     tracer = None
     trace_out = os.path.join(work, "strace.txt")
     if strace and shutil.which("strace"):
+        # `-p PID` attaches to the main thread only; the runtime's workers, the recovery and
+        # probe threads and the blocking pool already exist: attach to every task, and `-f`
+        # follows the threads started later.
+        tids = []
+        for t in os.listdir(f"/proc/{d.p.pid}/task"):
+            tids += ["-p", t]
         tracer = subprocess.Popen(
-            ["strace", "-c", "-f", "-o", trace_out, "-p", str(d.p.pid)],
+            ["strace", "-c", "-f", "-o", trace_out] + tids,
             stderr=subprocess.DEVNULL,
         )
         time.sleep(0.5)
