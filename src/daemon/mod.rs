@@ -47,7 +47,14 @@ pub struct PaymentEvent {
     pub at_ms: i64,
     /// Seconds the customer has left (show-code, confirming, QR).
     pub deadline_ms: Option<i64>,
+    /// The ECR stream's JSON, shared by every subscriber's copy of the event.
+    #[serde(skip)]
+    pub wire: Wire,
 }
+
+/// Written once per event, by the first subscriber that sends it ([`PaymentEvent::wire_json`]).
+#[derive(Clone, Debug, Default)]
+pub struct Wire(Arc<std::sync::OnceLock<String>>);
 
 impl PaymentEvent {
     pub fn from_row(r: &AttemptRow, note: &str) -> PaymentEvent {
@@ -62,7 +69,21 @@ impl PaymentEvent {
             note: note.to_string(),
             at_ms: util::now_ms(),
             deadline_ms: Some(r.machine.deadline_ms),
+            wire: Wire::default(),
         }
+    }
+
+    /// The event as `/v1/events` sends it, serialised once however many streams are open.
+    pub fn wire_json(&self) -> &str {
+        self.wire.0.get_or_init(|| {
+            serde_json::json!({
+                "order_id": self.order_id, "out_trade_no": self.out_trade_no, "state": self.state,
+                "amount_fen": self.amount_fen, "reverse_action": self.reverse_action,
+                "wallet": self.wallet, "code_url": self.code_url, "note": self.note,
+                "at_ms": self.at_ms,
+            })
+            .to_string()
+        })
     }
 }
 

@@ -594,6 +594,7 @@ impl Controller {
             deadline_ms: until.map(|u| {
                 util::now_ms() + u.saturating_duration_since(Instant::now()).as_millis() as i64
             }),
+            wire: Default::default(),
         }
     }
 
@@ -754,6 +755,7 @@ impl Controller {
                         note: why.clone(),
                         at_ms: util::now_ms(),
                         deadline_ms: None,
+                        wire: Default::default(),
                     })
                 }
                 // The attempt is journaled and its outcome unknown: its real state, not "declined".

@@ -528,13 +528,8 @@ fn futures_util_stream(
         loop {
             match rx.recv().await {
                 Ok(ev) => {
-                    let data = json!({
-                        "order_id": ev.order_id, "out_trade_no": ev.out_trade_no, "state": ev.state,
-                        "amount_fen": ev.amount_fen, "reverse_action": ev.reverse_action, "wallet": ev.wallet,
-                        "code_url": ev.code_url, "note": ev.note, "at_ms": ev.at_ms,
-                    });
                     if tx
-                        .send(Ok(Event::default().event("payment").data(data.to_string())))
+                        .send(Ok(Event::default().event("payment").data(ev.wire_json())))
                         .await
                         .is_err()
                     {

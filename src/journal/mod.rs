@@ -679,7 +679,7 @@ impl Journal {
 
     /// Every attempt of an order, oldest first.
     pub fn by_order(&self, order_id: &str) -> Result<Vec<AttemptRow>, JournalError> {
-        let mut st = self.conn.prepare(&format!(
+        let mut st = self.conn.prepare_cached(&format!(
             "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE order_id = ?1 ORDER BY attempt_id"
         ))?;
         let rows = st.query_map(params![order_id], row_to_attempt)?;
@@ -702,7 +702,7 @@ impl Journal {
 
     /// Attempts that still need work, oldest first: the recovery and store-and-forward queue.
     pub fn open_attempts(&self) -> Result<Vec<AttemptRow>, JournalError> {
-        let mut st = self.conn.prepare(&format!(
+        let mut st = self.conn.prepare_cached(&format!(
             "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE state IN ('PAY_INTENT','QUERYING','REVERSE_INTENT','SAF_PENDING') ORDER BY created_ms, attempt_id"
         ))?;
         let rows = st.query_map([], row_to_attempt)?;
@@ -731,7 +731,7 @@ impl Journal {
     }
 
     pub fn history(&self, attempt_id: i64) -> Result<Vec<Event>, JournalError> {
-        let mut st = self.conn.prepare(
+        let mut st = self.conn.prepare_cached(
             "SELECT seq, attempt_id, at_ms, from_state, to_state, op, detail, note, alarm FROM events WHERE attempt_id = ?1 ORDER BY seq",
         )?;
         let rows = st.query_map(params![attempt_id], |r| {
@@ -929,7 +929,7 @@ impl Journal {
     }
 
     pub fn refunds_for(&self, attempt_id: i64) -> Result<Vec<RefundRow>, JournalError> {
-        let mut st = self.conn.prepare(
+        let mut st = self.conn.prepare_cached(
             "SELECT refund_id, out_refund_no, attempt_id, amount_fen, kind, state, created_ms, updated_ms, chan_refund_no, note FROM refunds WHERE attempt_id = ?1 ORDER BY refund_id",
         )?;
         let rows = st.query_map(params![attempt_id], row_to_refund)?;
@@ -938,7 +938,7 @@ impl Journal {
 
     /// Refunds whose outcome is not yet known, oldest first.
     pub fn open_refunds(&self) -> Result<Vec<RefundRow>, JournalError> {
-        let mut st = self.conn.prepare(
+        let mut st = self.conn.prepare_cached(
             "SELECT refund_id, out_refund_no, attempt_id, amount_fen, kind, state, created_ms, updated_ms, chan_refund_no, note FROM refunds WHERE kind = 'manual' AND state IN ('INTENT','PROCESSING','UNKNOWN') ORDER BY refund_id",
         )?;
         let rows = st.query_map([], row_to_refund)?;
