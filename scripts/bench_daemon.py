@@ -240,7 +240,7 @@ def run_daemon(bin_, url, work, n, board, strace):
             if r.status != 409:
                 raise SystemExit(f"the daemon refused {order}: {r.status} {text[:200]!r}")
             time.sleep(0.002)  # the previous sale is still leaving the counter
-        got = ev.wait(order, 3 if ev.is_alive() else 0)
+        got = ev.wait(order, 0.5 if ev.is_alive() else 0)
         if got is None:
             # The stream can miss an event (a busy VM, the stream's first moments): the payment
             # itself says whether it is final, as a register would ask.
