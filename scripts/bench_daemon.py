@@ -222,6 +222,7 @@ def run_daemon(bin_, url, work, n, board, strace):
     ev = Events(ecr)
     ev.start()
     ev.subscribed.wait(20)
+    missed = [0]
     conn = http.client.HTTPConnection("127.0.0.1", ecr)
 
     def pay(i, tag):
@@ -239,19 +240,52 @@ def run_daemon(bin_, url, work, n, board, strace):
             if r.status != 409:
                 raise SystemExit(f"the daemon refused {order}: {r.status} {text[:200]!r}")
             time.sleep(0.002)  # the previous sale is still leaving the counter
-        got = ev.wait(order)
+        got = ev.wait(order, 0.5 if ev.is_alive() else 0)
         if got is None:
+            # The stream can miss an event (a busy VM, the stream's first moments): the payment
+            # itself says whether it is final, as a register would ask.
+            conn.request("GET", f"/v1/payments/{order}")
+            text = conn.getresponse().read()
+            try:
+                p = json.loads(text)
+            except ValueError:
+                p = {}
+            for _ in range(15000):
+                if p.get("final"):
+                    break
+                time.sleep(0.002)
+                conn.request("GET", f"/v1/payments/{order}")
+                try:
+                    p = json.loads(conn.getresponse().read())
+                except ValueError:
+                    p = {}
+            if p.get("final"):
+                print(f"note: no event for {order}; read its outcome instead", file=sys.stderr)
+                missed[0] += 1
+                return time.monotonic() - t, p.get("state", "?")
             conn.request("GET", f"/v1/payments/{order}")
             raise SystemExit(f"no outcome for {order}: {conn.getresponse().read()[:200]!r}; events seen: {list(ev.done.items())[:5]} alive={ev.is_alive()} subscribed={ev.subscribed.is_set()}")
         return got[0] - t, got[1]
 
     for i in range(20):  # warm up: first connections, caches, the first WAL write
         pay(i, "W")
+        if missed[0] or not ev.is_alive():
+            # A stream that delivers nothing (seen now and then on a loaded VM): open another.
+            missed[0] = 0
+            ev = Events(ecr)
+            ev.start()
+            ev.subscribed.wait(20)
     tracer = None
     trace_out = os.path.join(work, "strace.txt")
     if strace and shutil.which("strace"):
+        # `-p PID` attaches to the main thread only; the runtime's workers, the recovery and
+        # probe threads and the blocking pool already exist: attach to every task, and `-f`
+        # follows the threads started later.
+        tids = []
+        for t in os.listdir(f"/proc/{d.p.pid}/task"):
+            tids += ["-p", t]
         tracer = subprocess.Popen(
-            ["strace", "-c", "-f", "-o", trace_out, "-p", str(d.p.pid)],
+            ["strace", "-c", "-f", "-o", trace_out] + tids,
             stderr=subprocess.DEVNULL,
         )
         time.sleep(0.5)

@@ -60,6 +60,14 @@ fn default_locale() -> String {
 #[serde(deny_unknown_fields)]
 pub struct JournalCfg {
     pub path: String,
+    /// Settled attempts older than this many days are archived (JSONL beside the journal) and
+    /// removed by the daemon's daily prune; 0 keeps them for ever.
+    #[serde(default = "default_keep_days")]
+    pub keep_days: u32,
+}
+
+fn default_keep_days() -> u32 {
+    400
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -47,7 +47,14 @@ pub struct PaymentEvent {
     pub at_ms: i64,
     /// Seconds the customer has left (show-code, confirming, QR).
     pub deadline_ms: Option<i64>,
+    /// The ECR stream's JSON, shared by every subscriber's copy of the event.
+    #[serde(skip)]
+    pub wire: Wire,
 }
+
+/// Written once per event, by the first subscriber that sends it ([`PaymentEvent::wire_json`]).
+#[derive(Clone, Debug, Default)]
+pub struct Wire(Arc<std::sync::OnceLock<String>>);
 
 impl PaymentEvent {
     pub fn from_row(r: &AttemptRow, note: &str) -> PaymentEvent {
@@ -62,7 +69,21 @@ impl PaymentEvent {
             note: note.to_string(),
             at_ms: util::now_ms(),
             deadline_ms: Some(r.machine.deadline_ms),
+            wire: Wire::default(),
         }
+    }
+
+    /// The event as `/v1/events` sends it, serialised once however many streams are open.
+    pub fn wire_json(&self) -> &str {
+        self.wire.0.get_or_init(|| {
+            serde_json::json!({
+                "order_id": self.order_id, "out_trade_no": self.out_trade_no, "state": self.state,
+                "amount_fen": self.amount_fen, "reverse_action": self.reverse_action,
+                "wallet": self.wallet, "code_url": self.code_url, "note": self.note,
+                "at_ms": self.at_ms,
+            })
+            .to_string()
+        })
     }
 }
 
@@ -80,6 +101,9 @@ pub struct Metrics {
 pub struct Shared {
     pub config: RwLock<Config>,
     pub journal_path: PathBuf,
+    /// The journal connections every engine, lookup and count of this daemon borrows: kept
+    /// for the process's life (see [`crate::journal::Pool`] for what a fresh one costs).
+    pub journals: crate::journal::Pool,
     pub gateways: RwLock<Gateways>,
     pub settings: RwLock<Settings>,
     pub events: broadcast::Sender<PaymentEvent>,
@@ -121,6 +145,8 @@ impl Shared {
         let (events, _) = broadcast::channel(256);
         Arc::new(Shared {
             config: RwLock::new(config),
+            // A sale, a recovery pass, the probe and a couple of ECR lookups at once.
+            journals: crate::journal::Pool::new(&journal_path, 6),
             journal_path,
             gateways: RwLock::new(gateways),
             settings: RwLock::new(settings),
@@ -146,9 +172,9 @@ impl Shared {
         read(&self.upapi).clone()
     }
 
-    /// A fresh engine on its own journal connection.
+    /// A fresh engine on a kept journal connection (given back when the engine is dropped).
     pub fn engine(&self) -> Result<Engine, EngineError> {
-        let j = Journal::connect(&self.journal_path)?;
+        let j = self.journals.get()?;
         let g = read(&self.gateways).clone();
         let s = read(&self.settings).clone();
         Ok(Engine::new(j, g, s)
@@ -200,7 +226,7 @@ impl Shared {
     }
 
     pub fn refresh_unsettled(&self) {
-        if let Ok(j) = Journal::connect(&self.journal_path)
+        if let Ok(j) = self.journals.get()
             && let Ok((n, _, _)) = j.uncertain()
         {
             self.unsettled.store(n as u64, Ordering::SeqCst);
@@ -491,66 +517,53 @@ fn reload(shared: &Arc<Shared>, path: &std::path::Path) {
     }
 }
 
-/// Start-up recovery, then the periodic store-and-forward drain. It beats between attempts,
-/// after every journaled step and while it waits; one gateway request may hold it for the
-/// request's whole timeout, which its liveness bound allows.
+/// How often the journal is checked again (`quick_check`) and pruned, after start-up.
+const DAILY: Duration = Duration::from_secs(24 * 3600);
+
+/// Start-up recovery, then the store-and-forward drain whenever something is due. It beats
+/// between attempts, after every journaled step and while it waits; one gateway request may
+/// hold it for the request's whole timeout, which its liveness bound allows.
+///
+/// Between passes it sleeps until the earliest due time the journal gives
+/// ([`Journal::recovery_due`]), a kick, or `recovery.interval_ms` at most (another process
+/// may have left work); a wake with nothing due costs two index lookups, whatever the
+/// journal's size. A full pass runs at start, on a kick and when something is due.
 fn recovery_loop(shared: Arc<Shared>, kick: std::sync::mpsc::Receiver<()>) {
     let beat = |s: &Shared| s.beats.beat(liveness::Loop::Recovery);
     let mut first = true;
+    let mut kicked = false;
+    // `Journal::open` checked the journal at start; the first prune runs after the first pass.
+    let mut checked = std::time::Instant::now();
+    let mut pruned: Option<std::time::Instant> = None;
     loop {
         beat(&shared);
-        if !shared.safe_mode.load(Ordering::SeqCst) {
-            match shared.engine() {
-                Ok(mut e) => {
-                    let hb = shared.clone();
-                    let tx = shared.events.clone();
-                    let mut obs = |r: &AttemptRow, note: &str| {
-                        hb.beats.beat(liveness::Loop::Recovery);
-                        let _ = tx.send(PaymentEvent::from_row(r, note));
-                    };
-                    // At start-up, settle what can be settled now without long waits.
-                    let wait = if first { 2_000 } else { 1_000 };
-                    // Offline contract deductions: the configured tries, and only sent once
-                    // the 云闪付 platform answers again.
-                    let mut drain = OfflineDrain::from_config(&read(&shared.config));
-                    if let Some(u) = shared.upapi() {
-                        drain.submit = crate::engine::offline::uplink_answers(&mut e, &u);
-                    }
-                    // Pre-authorisation operations left unknown (engine::preauth): their
-                    // clients are built only when one needs a query.
-                    let preauth =
-                        crate::engine::preauth::PreAuthChannels::from_config(&read(&shared.config));
-                    match e.recover_all(wait, drain, &preauth, &mut obs) {
-                        Ok(rep) => {
-                            if !rep.attempts.is_empty() || !rep.preauths.is_empty() {
-                                tracing::info!(
-                                    looked_at = rep.attempts.len(),
-                                    preauths = rep.preauths.len(),
-                                    still_open = rep.still_open(),
-                                    "recovery pass"
-                                );
-                            }
-                        }
-                        Err(e) => {
-                            tracing::error!("recovery: {e}");
-                            if matches!(e, EngineError::Journal(JournalError::Damaged { .. })) {
-                                shared.safe_mode.store(true, Ordering::SeqCst);
-                            }
-                        }
-                    }
-                    shared
-                        .metrics
-                        .recovery_passes
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => tracing::error!("recovery cannot open the journal: {e}"),
-            }
+        let due = recovery_due(&shared);
+        if !shared.safe_mode.load(Ordering::SeqCst)
+            && (first || kicked || due.is_some_and(|t| t <= util::now_ms()))
+        {
+            recovery_pass(&shared, first);
         }
         shared.refresh_unsettled();
+        if !shared.safe_mode.load(Ordering::SeqCst) {
+            if checked.elapsed() >= DAILY {
+                checked = std::time::Instant::now();
+                daily_check(&shared);
+            }
+            if pruned.is_none_or(|t| t.elapsed() >= DAILY) {
+                pruned = Some(std::time::Instant::now());
+                daily_prune(&shared);
+            }
+        }
         first = false;
+        kicked = false;
         let interval =
             Duration::from_millis(read(&shared.config).file.recovery.interval_ms.max(100));
-        let until = std::time::Instant::now() + interval;
+        let wait = match recovery_due(&shared) {
+            Some(t) if t > util::now_ms() => Duration::from_millis((t - util::now_ms()) as u64)
+                .clamp(Duration::from_millis(100), interval),
+            _ => interval,
+        };
+        let until = std::time::Instant::now() + wait;
         loop {
             beat(&shared);
             let left = until.saturating_duration_since(std::time::Instant::now());
@@ -558,11 +571,112 @@ fn recovery_loop(shared: Arc<Shared>, kick: std::sync::mpsc::Receiver<()>) {
                 break;
             }
             match kick.recv_timeout(left.min(Duration::from_secs(1))) {
-                Ok(()) => break,
+                Ok(()) => {
+                    kicked = true;
+                    break;
+                }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
             }
         }
+    }
+}
+
+/// The journal's next due time; on an error, now (a pass will report it).
+fn recovery_due(shared: &Shared) -> Option<i64> {
+    match shared
+        .journals
+        .get()
+        .and_then(|j| j.recovery_due(util::now_ms()))
+    {
+        Ok(due) => due,
+        Err(e) => {
+            tracing::debug!("recovery: reading the due time: {e}");
+            Some(util::now_ms())
+        }
+    }
+}
+
+fn recovery_pass(shared: &Arc<Shared>, first: bool) {
+    match shared.engine() {
+        Ok(mut e) => {
+            let hb = shared.clone();
+            let tx = shared.events.clone();
+            let mut obs = |r: &AttemptRow, note: &str| {
+                hb.beats.beat(liveness::Loop::Recovery);
+                let _ = tx.send(PaymentEvent::from_row(r, note));
+            };
+            // At start-up, settle what can be settled now without long waits.
+            let wait = if first { 2_000 } else { 1_000 };
+            // Offline contract deductions: the configured tries, and only sent once
+            // the 云闪付 platform answers again.
+            let mut drain = OfflineDrain::from_config(&read(&shared.config));
+            if let Some(u) = shared.upapi() {
+                drain.submit = crate::engine::offline::uplink_answers(&mut e, &u);
+            }
+            // Pre-authorisation operations left unknown (engine::preauth): their
+            // clients are built only when one needs a query.
+            let preauth =
+                crate::engine::preauth::PreAuthChannels::from_config(&read(&shared.config));
+            match e.recover_all(wait, drain, &preauth, &mut obs) {
+                Ok(rep) => {
+                    if !rep.attempts.is_empty() || !rep.preauths.is_empty() {
+                        tracing::info!(
+                            looked_at = rep.attempts.len(),
+                            preauths = rep.preauths.len(),
+                            still_open = rep.still_open(),
+                            "recovery pass"
+                        );
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("recovery: {e}");
+                    if matches!(e, EngineError::Journal(JournalError::Damaged { .. })) {
+                        shared.safe_mode.store(true, Ordering::SeqCst);
+                    }
+                }
+            }
+            shared
+                .metrics
+                .recovery_passes
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        Err(e) => tracing::error!("recovery cannot open the journal: {e}"),
+    }
+}
+
+/// The daily integrity check: a journal damaged while running stops new sales as one damaged
+/// at start does.
+fn daily_check(shared: &Shared) {
+    match shared.journals.get().and_then(|j| j.check()) {
+        Ok(()) => tracing::debug!("daily journal check: ok"),
+        Err(e @ JournalError::Damaged { .. }) => {
+            tracing::error!("{e}");
+            shared.safe_mode.store(true, Ordering::SeqCst);
+        }
+        Err(e) => tracing::warn!("daily journal check could not run: {e}"),
+    }
+}
+
+/// Retention (`[journal] keep_days`): settled orders older than that are archived, then
+/// removed ([`Journal::prune`]).
+fn daily_prune(shared: &Shared) {
+    let keep_days = read(&shared.config).file.journal.keep_days;
+    if keep_days == 0 {
+        return;
+    }
+    let now = util::now_ms();
+    let cutoff = now - i64::from(keep_days) * 86_400_000;
+    match shared.journals.get().and_then(|mut j| j.prune(cutoff, now)) {
+        Ok(r) if r.orders > 0 || r.sales > 0 => tracing::info!(
+            orders = r.orders,
+            attempts = r.attempts,
+            sales = r.sales,
+            archive = %r.archive.display(),
+            "pruned settled orders older than {keep_days} days"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("pruning the journal: {e}"),
     }
 }
 

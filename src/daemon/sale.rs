@@ -611,6 +611,7 @@ impl Controller {
             deadline_ms: until.map(|u| {
                 util::now_ms() + u.saturating_duration_since(Instant::now()).as_millis() as i64
             }),
+            wire: Default::default(),
         }
     }
 
@@ -771,6 +772,7 @@ impl Controller {
                         note: why.clone(),
                         at_ms: util::now_ms(),
                         deadline_ms: None,
+                        wire: Default::default(),
                     })
                 }
                 // The attempt is journaled and its outcome unknown: its real state, not "declined".
@@ -1301,7 +1303,7 @@ impl Controller {
 /// counter moved on and after a restart. Off the controller's thread: the commit syncs to disk.
 /// A failure is logged; the sale's outcome (nothing charged) does not depend on it.
 fn record_sale_end(shared: &Arc<Shared>, sale: &SaleRequest, state: &str, note: &str, began: i64) {
-    let path = shared.journal_path.clone();
+    let journals = shared.journals.clone();
     let (order, state, note, amount) = (
         sale.order_id.clone(),
         state.to_string(),
@@ -1309,7 +1311,8 @@ fn record_sale_end(shared: &Arc<Shared>, sale: &SaleRequest, state: &str, note: 
         sale.amount,
     );
     tokio::task::spawn_blocking(move || {
-        let r = crate::journal::Journal::connect(&path)
+        let r = journals
+            .get()
             .and_then(|j| j.record_sale_end(&order, &state, &note, amount, began, util::now_ms()));
         if let Err(e) = r {
             tracing::warn!(order = %order, "recording the sale's end: {e}");

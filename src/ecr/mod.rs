@@ -563,17 +563,19 @@ async fn totals(
             .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, "journal", e.to_string()))?;
         let j = e.journal();
         let now = crate::util::now_ms();
-        let journal_err =
-            |e: crate::journal::JournalError| ApiError(StatusCode::SERVICE_UNAVAILABLE, "journal", e.to_string());
+        let journal_err = |e: crate::journal::JournalError| {
+            ApiError(StatusCode::SERVICE_UNAVAILABLE, "journal", e.to_string())
+        };
         if let Some(d) = &q.day {
             let (from, until) = beijing_day(d).ok_or_else(|| bad("bad_day", "not YYYY-MM-DD"))?;
             let t = j.totals(from, until).map_err(journal_err)?;
             return Ok(json!({"day": d, "shift": null, "totals": t}));
         }
         let shift = match q.shift {
-            Some(id) => Some(j.shift(id).map_err(|e| {
-                ApiError(StatusCode::NOT_FOUND, "no_such_shift", e.to_string())
-            })?),
+            Some(id) => Some(
+                j.shift(id)
+                    .map_err(|e| ApiError(StatusCode::NOT_FOUND, "no_such_shift", e.to_string()))?,
+            ),
             None => j
                 .open_shift()
                 .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, "journal", e.to_string()))?,
@@ -696,13 +698,8 @@ fn futures_util_stream(
         loop {
             match rx.recv().await {
                 Ok(ev) => {
-                    let data = json!({
-                        "order_id": ev.order_id, "out_trade_no": ev.out_trade_no, "state": ev.state,
-                        "amount_fen": ev.amount_fen, "reverse_action": ev.reverse_action, "wallet": ev.wallet,
-                        "code_url": ev.code_url, "note": ev.note, "at_ms": ev.at_ms,
-                    });
                     if tx
-                        .send(Ok(Event::default().event("payment").data(data.to_string())))
+                        .send(Ok(Event::default().event("payment").data(ev.wire_json())))
                         .await
                         .is_err()
                     {

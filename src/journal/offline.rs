@@ -170,7 +170,7 @@ impl Journal {
 
     /// Contracts of a user, newest first.
     pub fn contracts_of(&self, open_id: &str) -> Result<Vec<ContractRow>, JournalError> {
-        let mut st = self.conn.prepare(&format!(
+        let mut st = self.conn.prepare_cached(&format!(
             "SELECT {CONTRACT_COLS} FROM contracts WHERE open_id = ?1 ORDER BY signed_ms DESC"
         ))?;
         let rows = st.query_map(params![open_id], contract_row)?;
@@ -283,7 +283,7 @@ impl Journal {
         } else {
             ""
         };
-        let mut st = self.conn.prepare(&format!(
+        let mut st = self.conn.prepare_cached(&format!(
             "SELECT {DEDUCTION_COLS} FROM offline_deductions {filter} ORDER BY created_ms, deduction_id"
         ))?;
         let rows = st.query_map([], deduction_row)?;

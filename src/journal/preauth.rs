@@ -403,7 +403,7 @@ impl Journal {
 
     /// Operations whose outcome recovery must find out (INTENT, UNKNOWN), oldest first.
     pub fn preauth_open(&self) -> Result<Vec<PreAuthRow>, JournalError> {
-        let mut st = self.conn.prepare(&format!(
+        let mut st = self.conn.prepare_cached(&format!(
             "SELECT {COLS} FROM preauth_ops WHERE state IN ('INTENT','UNKNOWN') ORDER BY created_ms, op_id"
         ))?;
         let rows = st.query_map([], row)?;

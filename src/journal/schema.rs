@@ -220,4 +220,31 @@ CREATE TRIGGER shifts_closed_stays BEFORE UPDATE ON shifts WHEN OLD.closed_ms IS
 CREATE TRIGGER shifts_never_deleted BEFORE DELETE ON shifts
     BEGIN SELECT RAISE(ABORT, 'a shift is never deleted'); END;
 "#,
+    // 7: retention (journal::prune). The history stays append-only for ordinary code: rows of
+    // `events`, `attempts` and `refunds` may be deleted only while their attempt is listed in
+    // `prune_grant`, which a prune transaction fills and empties again before it commits, and
+    // which refuses any attempt that is not settled (PAID, FAILED, REVERSED) or that has a
+    // refund whose outcome is not known. The index makes the recovery loop's question "any
+    // refund open?" independent of the journal's size.
+    r#"
+CREATE TABLE prune_grant(attempt_id INTEGER PRIMARY KEY);
+CREATE TRIGGER prune_grant_settled_only BEFORE INSERT ON prune_grant
+    WHEN NOT EXISTS (SELECT 1 FROM attempts WHERE attempt_id = NEW.attempt_id
+                     AND state IN ('PAID','FAILED','REVERSED'))
+      OR EXISTS (SELECT 1 FROM refunds WHERE attempt_id = NEW.attempt_id
+                 AND state NOT IN ('DONE','FAILED'))
+    BEGIN SELECT RAISE(ABORT, 'only a settled attempt may be pruned'); END;
+DROP TRIGGER events_no_delete;
+CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+    WHEN NOT EXISTS (SELECT 1 FROM prune_grant WHERE attempt_id = OLD.attempt_id)
+    BEGIN SELECT RAISE(ABORT, 'the history is append-only'); END;
+CREATE TRIGGER attempts_no_delete BEFORE DELETE ON attempts
+    WHEN NOT EXISTS (SELECT 1 FROM prune_grant WHERE attempt_id = OLD.attempt_id)
+    BEGIN SELECT RAISE(ABORT, 'an attempt is deleted only by a prune'); END;
+CREATE TRIGGER refunds_no_delete BEFORE DELETE ON refunds
+    WHEN NOT EXISTS (SELECT 1 FROM prune_grant WHERE attempt_id = OLD.attempt_id)
+    BEGIN SELECT RAISE(ABORT, 'a refund is deleted only by a prune'); END;
+CREATE INDEX refunds_by_state ON refunds(state, kind);
+CREATE INDEX orders_by_created ON orders(created_ms);
+"#,
 ];
