@@ -291,3 +291,38 @@ fn start_sale_at(d: &Daemon, path: &str) -> (u16, Value) {
     let agent = ecr_agent(Duration::from_secs(10));
     ecr_call(&agent, &format!("{}{path}", d.ecr), Some(&json!({}))).expect("the daemon answers")
 }
+
+#[test]
+fn totals_through_the_api_are_the_journal_s() {
+    let env = Env::start();
+    let mut d = env.spawn_daemon(free_port());
+    assert!(d.wait_ready(Duration::from_secs(20)), "not ready");
+    // Two paid sales and a declined one, through the register's API.
+    for (order, amount, n) in [
+        ("TOT-1", "3.00", 901),
+        ("TOT-2", "4.00", 902),
+        ("TOT-3", "5.51", 903),
+    ] {
+        let (s, v) = start_sale(
+            &d,
+            json!({"order_id": order, "amount": amount, "code": code(n)}),
+        );
+        assert!(s == 202 || s == 200, "{s} {v}");
+        env.wait_for("the sale to end", Duration::from_secs(20), || {
+            payment(&d, order)["final"] == true
+        });
+    }
+    let agent = ecr_agent(Duration::from_secs(5));
+    let (s, t) =
+        ecr_call(&agent, &format!("{}/v1/totals", d.ecr), None).expect("the daemon answers");
+    assert_eq!(s, 200, "{t}");
+    let all = &t["totals"]["all"];
+    assert_eq!(all["paid_count"], 2, "{t}");
+    assert_eq!(all["paid_fen"], 700, "{t}");
+    assert_eq!(all["net_fen"], 700, "{t}");
+    let (s, e) = ecr_call(&agent, &format!("{}/v1/totals?day=12/03", d.ecr), None)
+        .expect("the daemon answers");
+    assert_eq!(s, 400, "{e}");
+    assert_eq!(e["error"]["code"], "bad_day");
+    d.kill9();
+}

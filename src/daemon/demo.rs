@@ -55,6 +55,8 @@ review_after_ms = 86400000
 # The sandbox's clock runs fast, so its 5-minute cancel window is 100 s here: a QR code is
 # shown for 60 s, and an unpaid one is still cancelled inside the window.
 qr_wait_ms = 60000
+# The demo's sandbox has no lagging order store: "no such order" is believed after 20 s.
+not_found_final_after_ms = 20000
 
 [recovery]
 interval_ms = 5000

@@ -136,6 +136,14 @@ enum Phase {
         screen: Screen,
         until: Instant,
     },
+    /// A sale ended without a known outcome: "uncertain — do not collect again" stays on the
+    /// screen until the journal says how it ended (then that outcome is shown) or the cashier
+    /// acknowledges it (any key) or starts the next sale.
+    Uncertain {
+        order_id: String,
+        amount_fen: u64,
+        checked: Instant,
+    },
     /// A kiosk's contract charge runs in the ECR API; the counter waits for its outcome.
     Contract {
         ticket: u64,
@@ -322,6 +330,9 @@ impl Controller {
                 Some(ev) => running_screen(ev),
             },
             Phase::Showing { screen, .. } => screen.clone(),
+            Phase::Uncertain { amount_fen, .. } => Screen::Uncertain {
+                amount_fen: *amount_fen,
+            },
             Phase::Contract { amount_fen, .. } => Screen::Processing {
                 amount_fen: *amount_fen,
             },
@@ -555,7 +566,7 @@ impl Controller {
                     ),
                 };
                 self.indicate(ind);
-                self.show_for(screen, 6);
+                self.show_outcome(&order_id, screen);
             }
             SaleCmd::FaceDone { order_id, result } => {
                 let Phase::Face { sale, .. } = &self.phase else {
@@ -835,7 +846,8 @@ impl Controller {
         match final_screen {
             Some((screen, ind)) => {
                 self.indicate(ind);
-                self.show_for(screen, 6);
+                let order_id = ev.order_id.clone();
+                self.show_outcome(&order_id, screen);
             }
             // The engine's return (PaymentDone) ends the phase in every other case.
             None => *last = Some(ev),
@@ -845,6 +857,7 @@ impl Controller {
     fn on_tick(&mut self) {
         self.shared.beats.beat(super::liveness::Loop::Controller);
         self.check_running();
+        self.check_uncertain();
         match &self.phase {
             Phase::WaitingCode { until, .. } if Instant::now() >= *until => {
                 self.abandon("no payment code was shown in time")
@@ -855,6 +868,69 @@ impl Controller {
                 self.phase = Phase::Idle
             }
             _ => {}
+        }
+    }
+
+    /// Shows a sale's outcome: a known one for a few seconds, an uncertain one until it is
+    /// known or acknowledged.
+    fn show_outcome(&mut self, order_id: &str, screen: Screen) {
+        match screen {
+            Screen::Uncertain { amount_fen } => {
+                self.phase = Phase::Uncertain {
+                    order_id: order_id.to_string(),
+                    amount_fen,
+                    checked: Instant::now(),
+                }
+            }
+            other => self.show_for(other, 6),
+        }
+    }
+
+    /// While "uncertain" is on the screen, the journal is asked again when it changed and at
+    /// least every [`RECHECK`]: a settlement in the background (recovery, another process) is
+    /// shown — PAID, or "not charged / refunded: take the payment again" — the moment it lands.
+    fn check_uncertain(&mut self) {
+        let Phase::Uncertain {
+            order_id, checked, ..
+        } = &self.phase
+        else {
+            return;
+        };
+        let order_id = order_id.clone();
+        let due = checked.elapsed() >= RECHECK;
+        let changed = self.journal_changed();
+        if !(changed || due) {
+            return;
+        }
+        if let Phase::Uncertain { checked, .. } = &mut self.phase {
+            *checked = Instant::now();
+        }
+        let Some(j) = self.journal.as_ref() else {
+            return;
+        };
+        let Ok(rows) = j.by_order(&order_id) else {
+            return;
+        };
+        let Some(row) = rows
+            .iter()
+            .find(|a| a.machine.state == crate::core::AttemptState::Paid)
+            .or(rows.last())
+        else {
+            return;
+        };
+        if !row.machine.state.is_final() {
+            return;
+        }
+        if let Some((screen, ind)) = outcome_screen(
+            row.machine.state,
+            row.machine.reverse_action,
+            row.wallet.map(|w| w.paytype()),
+            &row.last_note,
+            row.amount.fen(),
+        ) {
+            tracing::info!(order = %row.order_id, state = %row.machine.state, "an uncertain sale was settled in the background");
+            self.indicate(ind);
+            self.show_for(screen, 10);
         }
     }
 
@@ -961,7 +1037,8 @@ impl Controller {
                 // Changes made by another process reach the event stream only from here.
                 self.shared.publish(PaymentEvent::from_row(row, &note));
                 self.indicate(ind);
-                self.show_for(screen, 6);
+                let order_id = row.order_id.clone();
+                self.show_outcome(&order_id, screen);
             }
             None => {
                 let moved = match &self.phase {
@@ -1205,20 +1282,22 @@ impl Controller {
 
     fn on_key(&mut self, k: Key) {
         match (&mut self.phase, k) {
-            (Phase::Idle | Phase::Showing { .. }, Key::Digit(d)) => {
+            (Phase::Idle | Phase::Showing { .. } | Phase::Uncertain { .. }, Key::Digit(d)) => {
                 self.phase = Phase::Entering(d.to_string())
             }
-            (Phase::Idle | Phase::Showing { .. }, Key::Dot) => {
+            (Phase::Idle | Phase::Showing { .. } | Phase::Uncertain { .. }, Key::Dot) => {
                 self.phase = Phase::Entering("0.".into())
             }
             (Phase::Idle, Key::Diagnostics) => self.phase = Phase::Diagnostics,
-            (Phase::Idle | Phase::Showing { .. }, Key::Refund) => {
+            (Phase::Idle | Phase::Showing { .. } | Phase::Uncertain { .. }, Key::Refund) => {
                 self.phase = Phase::Refund(RefundStep::EnterOrder {
                     input: String::new(),
                 })
             }
             (Phase::Refund(_), _) => self.on_refund_key(k),
-            (Phase::Diagnostics | Phase::Showing { .. }, _) => self.phase = Phase::Idle,
+            (Phase::Diagnostics | Phase::Showing { .. } | Phase::Uncertain { .. }, _) => {
+                self.phase = Phase::Idle
+            }
             (Phase::Entering(s), Key::Digit(d)) => {
                 let decimals = s.split_once('.').map(|(_, f)| f.len());
                 if s.len() < 9 && decimals.is_none_or(|n| n < 2) {
