@@ -57,7 +57,6 @@ fuzz_target!(|data: &[u8]| {
         codes::refund(&reply),
         codes::refund_query(&reply, "PTR0001"),
     );
-    let _ = codes::cancel_action(Some(&reply));
     let body = if sel % 3 == 1 {
         rest.to_vec()
     } else {
