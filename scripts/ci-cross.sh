@@ -79,6 +79,7 @@ if [ "$do_test" = 1 ]; then
   if [ ${#harness[@]} -eq 0 ]; then
     harness=(--skip device::serial:: --skip device::face:: --skip device::scantest::
              --skip device::hotplug::tests::hotplug_two_scanners
+             --skip device::printer::tests::the_printer_gets_the_receipt
              --skip gateway::unionpay::gateway::tests::consume_scenarios_through_the_sandbox)
   fi
   step "lib tests: run under qemu" cargo test --locked --lib --target "$target" -- "${harness[@]}"
