@@ -905,19 +905,10 @@ impl Controller {
         if let Phase::Uncertain { checked, .. } = &mut self.phase {
             *checked = Instant::now();
         }
-        let Some(j) = self.journal.as_ref() else {
+        let Some(row) = self.sale_attempt(&order_id) else {
             return;
         };
-        let Ok(rows) = j.by_order(&order_id) else {
-            return;
-        };
-        let Some(row) = rows
-            .iter()
-            .find(|a| a.machine.state == crate::core::AttemptState::Paid)
-            .or(rows.last())
-        else {
-            return;
-        };
+        let row = &row;
         if !row.machine.state.is_final() {
             return;
         }
@@ -931,6 +922,26 @@ impl Controller {
             tracing::info!(order = %row.order_id, state = %row.machine.state, "an uncertain sale was settled in the background");
             self.indicate(ind);
             self.show_for(screen, 10);
+        }
+    }
+
+    /// The attempt that speaks for a sale's order (its PAID one, else the newest), read on the
+    /// controller's own connection.
+    fn sale_attempt(&self, order_id: &str) -> Option<crate::journal::AttemptRow> {
+        let j = self.journal.as_ref()?;
+        let mut rows = match j.by_order(order_id) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(order = %order_id, "re-reading the sale's attempt: {e}");
+                return None;
+            }
+        };
+        match rows
+            .iter()
+            .position(|a| a.machine.state == crate::core::AttemptState::Paid)
+        {
+            Some(i) => Some(rows.swap_remove(i)),
+            None => rows.pop(),
         }
     }
 
@@ -982,23 +993,10 @@ impl Controller {
         if let Phase::Running { checked, .. } = &mut self.phase {
             *checked = Instant::now();
         }
-        let Some(j) = self.journal.as_ref() else {
+        let Some(row) = self.sale_attempt(&order_id) else {
             return;
         };
-        let rows = match j.by_order(&order_id) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(order = %order_id, "re-reading the running sale: {e}");
-                return;
-            }
-        };
-        let Some(row) = rows
-            .iter()
-            .find(|a| a.machine.state == crate::core::AttemptState::Paid)
-            .or(rows.last())
-        else {
-            return;
-        };
+        let row = &row;
         let now = util::now_ms();
         let policy = read(&self.shared.gateways)
             .get(&row.gateway)
