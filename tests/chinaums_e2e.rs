@@ -219,3 +219,30 @@ fn preauth_cancel_and_the_completion_family_from_the_cli() {
     assert_eq!(env.get("/_sandbox/chinaums/stats")["verified"], before);
     assert_all_verified(&env);
 }
+
+#[test]
+fn after_http_500s_a_chinaums_payment_ends_as_the_ledger_says() {
+    // Issue "Money is never mislabelled": every ChinaUMS request is processed and answered with
+    // an empty HTTP 500. Nothing is fenced without an answer; once ChinaUMS answers again the
+    // attempt ends as the ledger says.
+    let env = Env::start();
+    with_chinaums(&env, "access_token");
+    env.faults(r#"{"http_500": true}"#);
+    let (c, v) = ums_pay(&env, "11.00", &code(170));
+    assert_eq!(c, 3, "no answer, no outcome: {v}");
+    let no = v["out_trade_no"].as_str().unwrap().to_string();
+    let e = env.journal_entry(|a| a["out_trade_no"] == no).unwrap();
+    assert_eq!(
+        e["attempt"]["state"], "QUERYING",
+        "nothing fenced blind: {e}"
+    );
+    env.faults("{}");
+    assert!(env.recover_until_settled(10));
+    // Here the token request got the 500 first, so the pay never left: the order's query
+    // proves it never existed and the fence closes it. Whatever the journal says, the
+    // ledger says too.
+    let e = env.journal_entry(|a| a["out_trade_no"] == no).unwrap();
+    let st = e["attempt"]["state"].as_str().unwrap_or("");
+    assert!(st == "PAID" || st == "REVERSED", "{e}");
+    env.assert_consistent(true);
+}
