@@ -562,6 +562,19 @@ fn run(seed: u64, planted: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// Crashes are panics carried out of the transport; keep them off the test's output.
+fn quiet_crashes() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.payload().downcast_ref::<Crash>().is_none() {
+                prev(info);
+            }
+        }));
+    });
+}
+
 fn runs() -> u64 {
     std::env::var("PAYTERM_MODEL_RUNS")
         .ok()
@@ -571,13 +584,7 @@ fn runs() -> u64 {
 
 #[test]
 fn the_engine_never_mislabels_money_against_a_real_world_gateway() {
-    // Crashes are panics carried out of the transport; keep them off the test's output.
-    let prev = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if info.payload().downcast_ref::<Crash>().is_none() {
-            prev(info);
-        }
-    }));
+    quiet_crashes();
     let seeds: Vec<u64> = match std::env::var("PAYTERM_MODEL_SEED") {
         Ok(s) => vec![s.parse().expect("PAYTERM_MODEL_SEED is a number")],
         Err(_) => {
@@ -596,12 +603,7 @@ fn the_engine_never_mislabels_money_against_a_real_world_gateway() {
 /// finds a mislabelled payment within a few hundred seeded runs.
 #[test]
 fn the_model_finds_a_planted_bug() {
-    let prev = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if info.payload().downcast_ref::<Crash>().is_none() {
-            prev(info);
-        }
-    }));
+    quiet_crashes();
     let found = (0..2_000u64).find_map(|seed| run(seed, true).err().map(|e| (seed, e)));
     let (seed, why) = found.expect("the planted bug was not found in 2,000 runs");
     assert!(

@@ -1238,23 +1238,15 @@ mod tests {
         row: &AttemptRow,
         s: AttemptState,
     ) -> Result<AttemptRow, JournalError> {
-        let mut m = row.machine.clone();
-        m.state = s;
-        let step = machine::Step {
-            attempt: m,
-            note: "test".into(),
-            alarm: false,
-        };
-        j.commit_step(
-            row.attempt_id,
-            row.version,
-            &step,
-            &StepExtra::default(),
-            T0,
-        )
+        commit_state(j, row, s, T0)
     }
 
-    fn to_state_at(j: &mut Journal, row: &AttemptRow, s: AttemptState, at: i64) -> AttemptRow {
+    fn commit_state(
+        j: &mut Journal,
+        row: &AttemptRow,
+        s: AttemptState,
+        at: i64,
+    ) -> Result<AttemptRow, JournalError> {
         let mut m = row.machine.clone();
         m.state = s;
         let step = machine::Step {
@@ -1269,7 +1261,10 @@ mod tests {
             &StepExtra::default(),
             at,
         )
-        .unwrap()
+    }
+
+    fn to_state_at(j: &mut Journal, row: &AttemptRow, s: AttemptState, at: i64) -> AttemptRow {
+        commit_state(j, row, s, at).expect("commit")
     }
 
     #[test]
